@@ -1,0 +1,54 @@
+# Two commands do everything on a fresh machine: `make demo` and `make test`. Both create the virtualenvs.
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+export YOLO_OFFLINE := 1
+export YOLO_CONFIG_DIR := $(CURDIR)/build/ultralytics
+export PYTHONPATH := $(CURDIR)
+
+.PHONY: install up down demo test test-unit bench train export evaluate config-table clean
+
+$(VENV)/.installed: requirements.txt functions/upload/requirements.txt functions/infer/requirements.txt functions/status/requirements.txt
+	$(PYTHON) -m venv $(VENV)
+	$(VENV)/bin/pip install -q --disable-pip-version-check -r requirements.txt
+	touch $@
+
+.venv-tasks/.installed: requirements-tasks-emulator.txt
+	$(PYTHON) -m venv .venv-tasks
+	.venv-tasks/bin/pip install -q --disable-pip-version-check -r requirements-tasks-emulator.txt
+	touch $@
+
+install: $(VENV)/.installed .venv-tasks/.installed
+
+up: install  ## start the local stack (emulators + the three functions) on 127.0.0.1
+	$(PY) scripts/stack.py up
+
+down:  ## stop exactly what `make up` started
+	@if [ -x $(PY) ]; then $(PY) scripts/stack.py down; fi
+
+demo: install  ## stack up, analyse IMAGE (or a generated sample), print the result, stack down
+	$(PY) scripts/demo.py $(if $(IMAGE),--image "$(IMAGE)")
+
+test: install  ## every test; starts the emulators it needs
+	$(PY) -m pytest
+
+test-unit: install
+	$(PY) -m pytest tests/unit
+
+bench: install  ## speed and memory targets, written to bench/report.json
+	$(PY) scripts/bench.py --out bench/report.json
+
+train: install  ## retrain the three models (about 60 min on 2 CPU cores); DATA=folder to use your own
+	$(PY) -m models.train $(if $(DATA),--data "$(DATA)")
+
+export: install  ## ONNX export, temperatures and models/manifest.json
+	$(PY) -m models.export $(if $(DATA),--data "$(DATA)")
+
+evaluate: install  ## metrics.json, MODEL_CARD.md and evaluation.png from the validation lesions
+	$(PY) -m models.evaluate $(if $(DATA),--data "$(DATA)")
+
+config-table:  ## the README's configuration table
+	@$(PYTHON) -m shared.config
+
+clean: down
+	rm -rf .stack build

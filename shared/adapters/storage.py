@@ -1,0 +1,51 @@
+"""Uploaded photos in Cloud Storage (fake-gcs-server locally)."""
+
+from __future__ import annotations
+
+import requests
+from google.api_core import exceptions as gexc
+from google.auth.credentials import AnonymousCredentials
+from google.cloud import storage
+
+from shared.errors import Unavailable
+
+TIMEOUT = 10.0
+TRANSIENT = (gexc.GoogleAPICallError, gexc.RetryError, requests.exceptions.RequestException)
+
+
+def make_client(project: str, emulator_host: str) -> storage.Client:
+    if emulator_host:
+        return storage.Client(project=project, credentials=AnonymousCredentials(),
+                              client_options={"api_endpoint": emulator_host})
+    return storage.Client(project=project)
+
+
+class PhotoNotFound(Exception):
+    pass
+
+
+class PhotoStore:
+    def __init__(self, client: storage.Client, bucket: str):
+        self.bucket = client.bucket(bucket)
+
+    def put(self, path: str, data: bytes, content_type: str) -> None:
+        try:
+            self.bucket.blob(path).upload_from_string(data, content_type=content_type, timeout=TIMEOUT, retry=None)
+        except TRANSIENT as exc:
+            raise Unavailable("Cloud Storage") from exc
+
+    def get(self, path: str) -> bytes:
+        try:
+            return self.bucket.blob(path).download_as_bytes(timeout=TIMEOUT, retry=None)
+        except gexc.NotFound as exc:
+            raise PhotoNotFound(path) from exc
+        except TRANSIENT as exc:
+            raise Unavailable("Cloud Storage") from exc
+
+    def delete(self, path: str) -> None:
+        try:
+            self.bucket.blob(path).delete(timeout=TIMEOUT, retry=None)
+        except gexc.NotFound:
+            pass
+        except TRANSIENT as exc:
+            raise Unavailable("Cloud Storage") from exc

@@ -1,0 +1,165 @@
+"""The three classifiers, loaded once per process from ``models/manifest.json``.
+
+Two runtimes give the same probabilities: ONNX Runtime (default, no torch needed) and torch, which loads an
+ultralytics YOLO ``.pt`` or a torchvision ResNet50 state dict directly so users can drop in their own weights.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from shared.preprocess import to_tensor
+
+ROLES = ("binary", "diagnosis", "check")
+
+
+class ModelError(RuntimeError):
+    """The models cannot serve: a missing file, a wrong checksum, or a model of the wrong kind."""
+
+
+@dataclass(frozen=True)
+class ModelEntry:
+    role: str
+    name: str
+    version: str
+    architecture: str
+    file: Path
+    sha256: str
+    torch_file: Path | None
+    torch_sha256: str | None
+    labels: tuple[str, ...]
+    size: int
+    mean: tuple[float, ...]
+    std: tuple[float, ...]
+    temperature: float
+
+
+def load_manifest(models_dir: Path) -> dict[str, ModelEntry]:
+    path = Path(models_dir) / "manifest.json"
+    try:
+        models = json.loads(path.read_text())["models"]
+    except (OSError, KeyError, ValueError) as exc:
+        raise ModelError(f"{path}: cannot read the model manifest ({exc}); run `make export`.") from exc
+    entries = {}
+    for role in ROLES:
+        if role not in models:
+            raise ModelError(f"{path}: no '{role}' model; the manifest needs {', '.join(ROLES)}.")
+        spec = models[role]
+        entries[role] = ModelEntry(
+            role=role, name=spec["name"], version=spec["version"], architecture=spec["architecture"],
+            file=Path(models_dir) / spec["file"], sha256=spec["sha256"],
+            torch_file=Path(models_dir) / spec["torch_file"] if spec.get("torch_file") else None,
+            torch_sha256=spec.get("torch_sha256"), labels=tuple(spec["labels"]), size=int(spec["input"]["size"]),
+            mean=tuple(spec["input"]["mean"]), std=tuple(spec["input"]["std"]),
+            temperature=float(spec.get("temperature", 1.0)))
+    return entries
+
+
+def read_verified(path: Path, expected_sha256: str | None) -> tuple[bytes, str]:
+    """The file's bytes and sha256; a checksum other than the manifest's is refused."""
+    try:
+        data = path.read_bytes()
+    except OSError as exc:
+        raise ModelError(f"model file {path} is missing ({exc}); run `make export` or fix MODELS_DIR.") from exc
+    digest = hashlib.sha256(data).hexdigest()
+    if expected_sha256 and digest != expected_sha256:
+        raise ModelError(f"{path.name}: sha256 {digest[:12]}… does not match the manifest "
+                         f"({expected_sha256[:12]}…); run `make export` after changing weights.")
+    return data, digest
+
+
+def calibrate(probs: np.ndarray, temperature: float) -> np.ndarray:
+    """Temperature scaling of probabilities: softmax(log(p) / T)."""
+    if temperature == 1.0:
+        return probs / probs.sum(axis=-1, keepdims=True)
+    logits = np.log(np.clip(probs.astype(np.float64), 1e-12, 1.0)) / temperature
+    logits -= logits.max(axis=-1, keepdims=True)
+    scaled = np.exp(logits)
+    return scaled / scaled.sum(axis=-1, keepdims=True)
+
+
+class OnnxClassifier:
+    def __init__(self, entry: ModelEntry, threads: int):
+        import onnxruntime as ort
+
+        data, self.sha256 = read_verified(entry.file, entry.sha256)
+        options = ort.SessionOptions()
+        options.intra_op_num_threads = threads
+        options.inter_op_num_threads = 1
+        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        self.session = ort.InferenceSession(data, options, providers=["CPUExecutionProvider"])
+        self.entry = entry
+        self.input_name = self.session.get_inputs()[0].name
+        output_shape = self.session.get_outputs()[0].shape
+        if len(output_shape) != 2 or output_shape[1] != len(entry.labels):
+            raise ModelError(f"{entry.file.name} outputs {output_shape}, not one probability per label "
+                             f"{list(entry.labels)}: only classification models are supported (a detection "
+                             "model must be retrained or exported as a classifier).")
+
+    def raw(self, pixels: np.ndarray) -> np.ndarray:
+        """Uncalibrated probabilities for uint8 N x S x S x 3 RGB pixels."""
+        batch = to_tensor(pixels, self.entry.mean, self.entry.std)
+        return self.session.run(None, {self.input_name: batch})[0]
+
+
+class TorchClassifier:
+    def __init__(self, entry: ModelEntry, threads: int):
+        import torch
+
+        self.torch = torch
+        self.entry = entry
+        if entry.architecture == "resnet50":
+            self.model = self._resnet(entry)
+        else:
+            self.model = self._yolo(entry)
+        self.model.float().eval()
+        torch.set_num_threads(threads)  # set again: loading ultralytics may change it
+
+    def _yolo(self, entry: ModelEntry):
+        if entry.torch_file is None:
+            raise ModelError(f"{entry.role}: the manifest names no .pt file for MODEL_RUNTIME=torch.")
+        from ultralytics.nn.tasks import load_checkpoint
+
+        _, self.sha256 = read_verified(entry.torch_file, entry.torch_sha256)
+        model, _ = load_checkpoint(entry.torch_file, device="cpu")
+        if getattr(model, "task", None) != "classify":
+            raise ModelError(f"{entry.torch_file.name} is a YOLO '{getattr(model, 'task', '?')}' model; "
+                             "this service needs YOLO classification models (yolo11*-cls).")
+        names = [model.names[i] for i in sorted(model.names)]
+        if names != list(entry.labels):
+            raise ModelError(f"{entry.torch_file.name} predicts {names}, the manifest says {list(entry.labels)}.")
+        return model
+
+    def _resnet(self, entry: ModelEntry):
+        import torchvision
+
+        model = torchvision.models.resnet50(weights=None, num_classes=len(entry.labels))
+        if entry.torch_file is not None:
+            _, self.sha256 = read_verified(entry.torch_file, entry.torch_sha256)
+            state = self.torch.load(entry.torch_file, map_location="cpu", weights_only=True)
+        else:  # the committed ResNet50 ships once, inside its ONNX file
+            from models.onnx_state_dict import state_dict_from_onnx
+
+            _, self.sha256 = read_verified(entry.file, entry.sha256)
+            state = state_dict_from_onnx(entry.file)
+        model.load_state_dict(state)
+        return model
+
+    def raw(self, pixels: np.ndarray) -> np.ndarray:
+        with self.torch.inference_mode():
+            out = self.model(self.torch.from_numpy(to_tensor(pixels, self.entry.mean, self.entry.std)))
+            logits = out[1] if isinstance(out, (tuple, list)) else out
+            return self.torch.softmax(logits.float(), dim=1).numpy()
+
+
+def load_classifiers(models_dir: Path, runtime: str, threads: int) -> dict[str, OnnxClassifier | TorchClassifier]:
+    kinds = {"onnx": OnnxClassifier, "torch": TorchClassifier}
+    if runtime not in kinds:
+        raise ModelError(f"MODEL_RUNTIME={runtime!r}: use 'onnx' or 'torch'.")
+    entries = load_manifest(models_dir)
+    return {role: kinds[runtime](entry, threads) for role, entry in entries.items()}

@@ -1,0 +1,29 @@
+"""Errors a client can act on, each mapped to an HTTP status and the JSON error shape of API.md."""
+
+from __future__ import annotations
+
+
+class ServiceError(Exception):
+    """An expected failure with a stable snake_case code and a sentence a person can act on."""
+
+    def __init__(self, status: int, code: str, message: str, headers: dict[str, str] | None = None):
+        super().__init__(message)
+        self.status = status
+        self.code = code
+        self.message = message
+        self.headers = headers or {}
+
+    def body(self) -> dict:
+        return {"error": {"code": self.code, "message": self.message}}
+
+
+class Unavailable(ServiceError):
+    """A dependency (Storage, Firestore, the queue) failed; the same request may be retried."""
+
+    def __init__(self, what: str, retry_after: int = 5):
+        super().__init__(503, "unavailable", f"{what} is unavailable right now; retry in a few seconds "
+                         "(with the same Idempotency-Key it is safe).", {"Retry-After": str(retry_after)})
+
+
+def invalid_request(message: str) -> ServiceError:
+    return ServiceError(400, "invalid_request", message)

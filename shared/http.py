@@ -1,0 +1,105 @@
+"""The HTTP edge shared by the three functions: body reading, CORS, JSON errors and one log line per request."""
+
+from __future__ import annotations
+
+import io
+import json
+import time
+from typing import Callable
+
+from werkzeug.formparser import parse_form_data
+from werkzeug.wrappers import Request
+
+from shared.errors import ServiceError, invalid_request
+from shared.services import Outcome
+
+ALLOWED_HEADERS = "Authorization, Content-Type, Idempotency-Key"
+MULTIPART_OVERHEAD = 64 * 1024
+
+
+def too_large(limit: int) -> ServiceError:
+    return ServiceError(413, "payload_too_large", f"The upload is larger than {limit // (1024 * 1024)} MiB; "
+                        "send a smaller photo.")
+
+
+def read_body(request: Request, limit: int) -> bytes:
+    """The raw body, refusing more than ``limit`` bytes whether or not Content-Length was sent."""
+    if request.content_length is not None and request.content_length > limit:
+        raise too_large(limit)
+    data = request.stream.read(limit + 1)
+    if len(data) > limit:
+        raise too_large(limit)
+    return data
+
+
+def read_image(request: Request, limit: int) -> tuple[bytes, str | None]:
+    """The photo of an upload: the multipart field ``image`` or the raw body; its bytes and declared type."""
+    content_type = request.headers.get("Content-Type", "")
+    if content_type.lower().startswith("multipart/form-data"):
+        body = read_body(request, limit + MULTIPART_OVERHEAD)
+        environ = {"wsgi.input": io.BytesIO(body), "CONTENT_LENGTH": str(len(body)), "CONTENT_TYPE": content_type,
+                   "REQUEST_METHOD": "POST"}
+        try:
+            _, _, files = parse_form_data(environ, silent=False)
+        except Exception:
+            raise invalid_request("The multipart body could not be parsed; send one file in the field 'image'.") from None
+        parts = files.getlist("image")
+        if not parts:
+            raise ServiceError(400, "missing_image", "No file in the multipart field 'image'; attach the photo there.")
+        if len(parts) > 1:
+            raise invalid_request("Send exactly one photo per upload (several files were in the field 'image').")
+        data = parts[0].read()
+        if len(data) > limit:
+            raise too_large(limit)
+        return data, parts[0].mimetype
+    return read_body(request, limit), content_type
+
+
+def idempotency_key(request: Request) -> str | None:
+    key = request.headers.get("Idempotency-Key")
+    if key is None:
+        return None
+    if not 1 <= len(key) <= 128 or not all(33 <= ord(ch) <= 126 or ch == " " for ch in key):
+        raise invalid_request("Idempotency-Key must be 1 to 128 printable ASCII characters.")
+    return key
+
+
+def cors_headers(request: Request, allowed_origins: tuple[str, ...]) -> dict[str, str]:
+    origin = request.headers.get("Origin")
+    if origin and origin in allowed_origins:
+        return {"Access-Control-Allow-Origin": origin, "Vary": "Origin",
+                "Access-Control-Expose-Headers": "Location, Retry-After"}
+    return {}
+
+
+def respond(request: Request, deps, function: str, handler: Callable[[], Outcome], methods: str):
+    """Run ``handler`` and turn its Outcome or ServiceError into a JSON response; log one line."""
+    started = time.perf_counter()
+    cors = cors_headers(request, deps.config.ALLOWED_ORIGINS)
+    log: dict = {}
+    if request.method == "OPTIONS":
+        if request.headers.get("Origin") and not cors:
+            outcome = Outcome(403, ServiceError(403, "origin_not_allowed", "This origin may not call the API.").body())
+        else:
+            outcome = Outcome(204, None, {"Access-Control-Allow-Methods": methods,
+                                          "Access-Control-Allow-Headers": ALLOWED_HEADERS,
+                                          "Access-Control-Max-Age": "3600"})
+    else:
+        try:
+            outcome = handler()
+            log = outcome.log
+        except ServiceError as exc:
+            outcome = Outcome(exc.status, exc.body(), exc.headers)
+            log = {"error": exc.code}
+        except Exception as exc:  # an unexpected failure: logged, answered as JSON
+            deps.log.write("ERROR", f"{function}: unexpected {type(exc).__name__}: {exc}")
+            outcome = Outcome(500, ServiceError(500, "internal", "Something went wrong on our side; retry later.").body())
+    latency = time.perf_counter() - started
+    deps.log.write("ERROR" if outcome.status >= 500 else "INFO", f"{function} {request.method} {outcome.status}",
+                   function=function, **log,
+                   httpRequest={"requestMethod": request.method, "status": outcome.status,
+                                "latency": f"{latency:.4f}s", "userAgent": request.headers.get("User-Agent")})
+    headers = {**cors, **outcome.headers}
+    if outcome.body is None:
+        return "", outcome.status, headers
+    return json.dumps(outcome.body), outcome.status, {**headers, "Content-Type": "application/json"}

@@ -1,0 +1,31 @@
+"""Model input preparation, shared by training, export, evaluation and inference.
+
+It reproduces ultralytics' classification transform (torchvision ``Resize(size)`` on a PIL image, then
+``CenterCrop(size)``) without importing torch, so the ONNX runtime and the training code see the same pixels.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from PIL import Image
+
+
+def resize_center_crop(image: Image.Image, size: int) -> np.ndarray:
+    """Resize the shorter side to ``size`` (bilinear), crop the centre square; return HxWx3 uint8 RGB."""
+    width, height = image.size
+    if width <= height:
+        new_width, new_height = size, int(size * height / width)
+    else:
+        new_width, new_height = int(size * width / height), size
+    resized = image.convert("RGB").resize((new_width, new_height), Image.BILINEAR)
+    top = int(round((new_height - size) / 2.0))
+    left = int(round((new_width - size) / 2.0))
+    return np.asarray(resized.crop((left, top, left + size, top + size)), dtype=np.uint8)
+
+
+def to_tensor(pixels: np.ndarray, mean: tuple[float, ...], std: tuple[float, ...]) -> np.ndarray:
+    """uint8 HxWx3 (or NxHxWx3) RGB to float32 NCHW scaled to [0, 1] and normalised."""
+    batch = pixels[None] if pixels.ndim == 3 else pixels
+    scaled = batch.astype(np.float32) / 255.0
+    scaled = (scaled - np.asarray(mean, np.float32)) / np.asarray(std, np.float32)
+    return np.ascontiguousarray(scaled.transpose(0, 3, 1, 2))
