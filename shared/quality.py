@@ -32,15 +32,16 @@ class Thresholds:
 
 
 def rejection(quality: Quality, limits: Thresholds) -> dict | None:
-    """The ``rejection`` object of API.md when the photo fails the gate, else None."""
-    if quality.blur_score < limits.blur:
-        return {"code": "too_blurry", "message": "The photo is too blurry to analyse. Hold the camera steady, "
-                "let it focus on the lesion and take the photo again."}
+    """The ``rejection`` object of API.md when the photo fails the gate, else None. Light is judged first:
+    a dark photo also has little detail, and the advice to fix is the light."""
     if quality.brightness < limits.dark:
         return {"code": "too_dark", "message": "The photo is too dark to analyse. Take it again in good light."}
     if quality.brightness > limits.bright:
         return {"code": "overexposed", "message": "The photo is overexposed. Take it again without direct "
                 "flash or strong light on the skin."}
+    if quality.blur_score < limits.blur:
+        return {"code": "too_blurry", "message": "The photo is too blurry to analyse. Hold the camera steady, "
+                "let it focus on the lesion and take the photo again."}
     return None
 
 

@@ -1,0 +1,30 @@
+"""The configuration module is the single list of environment variables, and the README carries its table."""
+
+import pytest
+
+from shared import config
+from tests.conftest import REPO
+
+
+def test_defaults_parse():
+    loaded = config.load({})
+    assert loaded.MAX_UPLOAD_BYTES == 10 * 1024 * 1024 and loaded.GOOGLE_CLOUD_PROJECT == "demo-skin"
+    assert loaded.ALLOWED_ORIGINS == () and loaded.MODEL_RUNTIME == "onnx"
+
+
+def test_environment_overrides_and_bad_values_name_the_variable():
+    assert config.load({"ALLOWED_ORIGINS": "https://a.example, https://b.example"}).ALLOWED_ORIGINS == (
+        "https://a.example", "https://b.example")
+    with pytest.raises(ValueError, match="MAX_ATTEMPTS"):
+        config.load({"MAX_ATTEMPTS": "five"})
+
+
+def test_readme_table_is_the_generated_one():
+    assert config.markdown_table() in (REPO / "README.md").read_text(), "run `make config-table` and paste it"
+
+
+def test_no_module_but_config_reads_the_environment():
+    for path in [*(REPO / "shared").rglob("*.py"), *(REPO / "functions").rglob("main.py")]:
+        if path.name != "config.py":
+            text = path.read_text()
+            assert "os.environ" not in text and "os.getenv" not in text, f"{path}: read settings via shared.config"
