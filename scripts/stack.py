@@ -101,6 +101,7 @@ def answers(name: str, port: int) -> bool:
 
 class Stack:
     def __init__(self, environ=os.environ):
+        self.environ = dict(environ)
         self.s = settings(environ)
         self.dir = Path(self.s["STACK_DIR"])
         self.logs = self.dir / "logs"
@@ -133,7 +134,7 @@ class Stack:
         if answers(name, port):
             raise RuntimeError(f"port {port} for {name} is taken by a process this stack did not start; "
                                f"stop it or set {name.upper()}_PORT.")
-        env = {**os.environ, **service_env(self.s), "PYTHONPATH": str(REPO), "PYTHONUNBUFFERED": "1",
+        env = {**self.environ, **service_env(self.s), "PYTHONPATH": str(REPO), "PYTHONUNBUFFERED": "1",
                **(extra_env or {})}
         log = open(self.logs / f"{name}.log", "ab")
         process = subprocess.Popen(commands(self.s)[name], stdout=log, stderr=subprocess.STDOUT, env=env,

@@ -33,7 +33,7 @@ def sharp_jpeg() -> bytes:
 
 @pytest.fixture(scope="session")
 def blurred_jpeg() -> bytes:
-    return jpeg_bytes(synthetic_lesion(seed=1, blur=4))
+    return jpeg_bytes(synthetic_lesion(seed=1, blur=6))
 
 
 @pytest.fixture(scope="session")

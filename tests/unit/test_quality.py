@@ -17,7 +17,7 @@ def test_sharp_photo_passes_and_is_reported():
 
 
 def test_blurred_photo_is_refused_with_advice():
-    rejection = quality.rejection(quality.measure(synthetic_lesion(seed=2, blur=4)), LIMITS)
+    rejection = quality.rejection(quality.measure(synthetic_lesion(seed=2, blur=6)), LIMITS)
     assert rejection["code"] == "too_blurry" and "again" in rejection["message"]
 
 

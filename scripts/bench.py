@@ -1,0 +1,239 @@
+"""Speed and memory targets, measured and written to a JSON report (medians; this machine is shared and noisy).
+
+    python scripts/bench.py [--out bench/report.json] [--skip-stack]
+
+Pipeline: p50 of the whole analysis of a 600x450 JPEG against the sum of the bare ONNX Runtime sessions; cold
+start (new process → models loaded → first result) and resident memory. Local stack: upload p50, upload → done
+seen by a Firestore listener p50, and 200 uploads from 8 concurrent clients (all must end done, once).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
+
+from scripts.sample import synthetic_lesion  # noqa: E402
+
+PHONE_PHOTOS = REPO.parent / "shared/data/ham10000-600x450/images"
+TERMINAL = {"done", "rejected", "failed"}
+
+
+def percentile(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return round(ordered[min(len(ordered) - 1, int(round(q / 100 * (len(ordered) - 1))))], 2)
+
+
+def summary(values_ms: list[float]) -> dict:
+    return {"p50_ms": round(statistics.median(values_ms), 2), "p99_ms": percentile(values_ms, 99),
+            "min_ms": round(min(values_ms), 2), "n": len(values_ms)}
+
+
+def sample_photo() -> tuple[bytes, str]:
+    photos = sorted(PHONE_PHOTOS.glob("*.jpg"))
+    if photos:
+        return photos[0].read_bytes(), str(photos[0].relative_to(REPO.parent))
+    import io
+
+    buffer = io.BytesIO()
+    synthetic_lesion(seed=7).save(buffer, format="JPEG", quality=92)
+    return buffer.getvalue(), "generated 600x450 synthetic lesion (../shared/data absent)"
+
+
+COLD_START = """
+import time, resource, sys
+started = time.perf_counter()
+from shared import config
+from shared.pipeline import Pipeline
+pipeline = Pipeline(config.load())
+loaded = time.perf_counter()
+import psutil
+rss_loaded = psutil.Process().memory_info().rss
+pipeline.analyze(open(sys.argv[1], "rb").read())
+done = time.perf_counter()
+print(loaded - started, done - started, rss_loaded, psutil.Process().memory_info().rss,
+      "torch" in sys.modules, "ultralytics" in sys.modules)
+"""
+
+
+def bench_pipeline(photo: bytes, runs: int) -> dict:
+    from shared import config
+    from shared.imaging import decode
+    from shared.pipeline import Pipeline
+    from shared.preprocess import resize_center_crop, to_tensor
+
+    pipeline = Pipeline(config.load())
+    for _ in range(5):
+        pipeline.analyze(photo)
+    totals, stages = [], {}
+    for _ in range(runs):
+        analysis = pipeline.analyze(photo)
+        totals.append(analysis.timings_ms["total"])
+        for stage, ms in analysis.timings_ms.items():
+            stages.setdefault(stage, []).append(ms)
+    image = decode(photo).image
+    bare = {}
+    for role, classifier in pipeline.classifiers.items():
+        entry = classifier.entry
+        batch = to_tensor(resize_center_crop(image, entry.size)[None], entry.mean, entry.std)
+        times = []
+        for _ in range(runs):
+            tic = time.perf_counter()
+            classifier.session.run(None, {classifier.input_name: batch})
+            times.append((time.perf_counter() - tic) * 1000)
+        bare[role] = round(statistics.median(times), 2)
+    p50 = statistics.median(totals)
+    bare_sum = sum(bare.values())
+    return {"threads": pipeline.threads, "total": summary(totals),
+            "stages_p50_ms": {stage: round(statistics.median(v), 2) for stage, v in stages.items()},
+            "bare_onnxruntime_p50_ms": bare, "bare_sum_ms": round(bare_sum, 2),
+            "ratio_to_bare_sum": round(p50 / bare_sum, 3),
+            "targets": {"p50_le_60ms": p50 <= 60, "ratio_le_1.25": p50 / bare_sum <= 1.25}}
+
+
+def bench_cold_start(photo: bytes, runs: int) -> dict:
+    with tempfile.NamedTemporaryFile(suffix=".jpg") as handle:
+        handle.write(photo)
+        handle.flush()
+        walls, loads, rss = [], [], []
+        for _ in range(runs):
+            tic = time.perf_counter()
+            out = subprocess.run([sys.executable, "-c", COLD_START, handle.name], cwd=REPO, check=True,
+                                 capture_output=True, text=True, env={"PYTHONPATH": str(REPO), "PATH": "/usr/bin"})
+            walls.append(time.perf_counter() - tic)
+            loaded_s, first_s, rss_loaded, rss_after, has_torch, has_ultra = out.stdout.split()
+            loads.append(float(loaded_s))
+            rss.append((int(rss_loaded), int(rss_after)))
+    cold = statistics.median(walls)
+    rss_mb = statistics.median(r[0] for r in rss) / 2**20
+    return {"process_to_first_result_p50_s": round(cold, 3), "models_loaded_in_process_p50_s":
+            round(statistics.median(loads), 3), "rss_after_loading_mb": round(rss_mb, 1),
+            "rss_after_first_result_mb": round(statistics.median(r[1] for r in rss) / 2**20, 1),
+            "imports_torch": has_torch == "True", "imports_ultralytics": has_ultra == "True", "runs": runs,
+            "targets": {"cold_start_le_1.5s": cold <= 1.5, "rss_le_500mb": rss_mb <= 500,
+                        "no_torch": has_torch == "False"}}
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def bench_stack(photo: bytes, uploads: int, listens: int, load_total: int, load_clients: int) -> dict:
+    import os
+
+    import requests
+    from google.auth.credentials import AnonymousCredentials
+    from google.cloud import firestore
+
+    from scripts.stack import Stack, service_env
+    from shared.tokens import emulator_token
+
+    ports = {key: str(free_port()) for key in
+             ("FIRESTORE_PORT", "STORAGE_PORT", "TASKS_PORT", "UPLOAD_PORT", "INFER_PORT", "STATUS_PORT")}
+    stack = Stack({**os.environ, **ports, "STACK_DIR": str(REPO / "build/bench-stack"),
+                   "UPLOADS_PER_USER_PER_HOUR": "1000"})
+    env = service_env(stack.s)
+    os.environ["FIRESTORE_EMULATOR_HOST"] = env["FIRESTORE_EMULATOR_HOST"]
+    upload_url = f"http://127.0.0.1:{stack.s['UPLOAD_PORT']}/"
+    stack.up()
+    try:
+        db = firestore.Client(project=env["GOOGLE_CLOUD_PROJECT"], credentials=AnonymousCredentials())
+        session = requests.Session()
+
+        def upload(uid: str) -> tuple[float, str]:
+            headers = {"Authorization": f"Bearer {emulator_token(uid, env['GOOGLE_CLOUD_PROJECT'])}"}
+            tic = time.perf_counter()
+            reply = session.post(upload_url, files={"image": ("photo.jpg", photo, "image/jpeg")}, headers=headers,
+                                 timeout=60)
+            elapsed = (time.perf_counter() - tic) * 1000
+            assert reply.status_code == 202, reply.text
+            return elapsed, reply.json()["jobId"]
+
+        def wait_all(uid: str, expected: int, timeout: float) -> list[dict]:
+            deadline = time.monotonic() + timeout
+            while True:
+                docs = [d.to_dict() for d in db.collection("jobs").where("ownerUid", "==", uid).stream()]
+                if len(docs) >= expected and all(d["status"] in TERMINAL for d in docs) or time.monotonic() > deadline:
+                    return docs
+                time.sleep(0.2)
+
+        for _ in range(5):
+            upload("warmup")
+        wait_all("warmup", 5, 60)
+        upload_ms = [upload("bench-upload")[0] for _ in range(uploads)]
+        wait_all("bench-upload", uploads, 120)
+
+        to_done = []
+        for _ in range(listens):
+            seen = threading.Event()
+            started = time.perf_counter()
+            elapsed_ms, job_id = upload("bench-listen")
+            watch = db.collection("jobs").document(job_id).on_snapshot(
+                lambda snaps, *_: seen.set() if any(s.to_dict()["status"] in TERMINAL for s in snaps) else None)
+            assert seen.wait(60)
+            to_done.append((time.perf_counter() - started) * 1000)
+            watch.unsubscribe()
+
+        load_ms = []
+        started = time.perf_counter()
+        with ThreadPoolExecutor(load_clients) as pool:
+            for elapsed, _ in pool.map(lambda i: upload(f"load-{i % load_clients}"), range(load_total)):
+                load_ms.append(elapsed)
+        uploaded = time.perf_counter() - started
+        docs = []
+        for client in range(load_clients):
+            docs += wait_all(f"load-{client}", load_total // load_clients, 600)
+        drained = time.perf_counter() - started
+        statuses = [d["status"] for d in docs]
+        load = {"uploads": load_total, "clients": load_clients, "upload": summary(load_ms),
+                "all_uploaded_s": round(uploaded, 2), "drain_s": round(drained, 2),
+                "jobs_created": len(docs), "done": statuses.count("done"),
+                "delivered_more_than_once": sum(1 for d in docs if d.get("attempts", 0) > 1),
+                "throughput_per_s": round(load_total / drained, 2)}
+        load["targets"] = {"all_done_once": load["done"] == load_total == len(docs)}
+        upload_p50, done_p50 = statistics.median(upload_ms), statistics.median(to_done)
+        return {"upload": summary(upload_ms), "upload_to_done_listener": summary(to_done), "load": load,
+                "targets": {"upload_p50_le_50ms": upload_p50 <= 50, "upload_to_done_p50_le_600ms": done_p50 <= 600}}
+    finally:
+        stack.down()
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--out", type=Path, default=REPO / "bench/report.json")
+    parser.add_argument("--runs", type=int, default=100)
+    parser.add_argument("--skip-stack", action="store_true", help="only the pipeline figures")
+    args = parser.parse_args()
+    photo, source = sample_photo()
+    report = {"machine": {"cpus": len(__import__("os").sched_getaffinity(0)), "python": platform.python_version(),
+                          "processor": platform.processor() or platform.machine()},
+              "photo": source, "started": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
+    report["pipeline"] = bench_pipeline(photo, args.runs)
+    print(json.dumps({"pipeline": report["pipeline"]}, indent=1), flush=True)
+    report["cold_start"] = bench_cold_start(photo, 5)
+    print(json.dumps({"cold_start": report["cold_start"]}, indent=1), flush=True)
+    if not args.skip_stack:
+        report["stack"] = bench_stack(photo, uploads=50, listens=20, load_total=200, load_clients=8)
+        print(json.dumps({"stack": report["stack"]}, indent=1), flush=True)
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(report, indent=1) + "\n")
+    print(f"wrote {args.out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,172 @@
+"""The pipeline with the real committed models, offline: formats, rejections, schema, determinism, runtimes."""
+
+from __future__ import annotations
+
+import dataclasses
+import io
+import json
+import socket
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from scripts.sample import synthetic_lesion
+from shared import config
+from shared.errors import ServiceError
+from shared.pipeline import Pipeline
+from tests.conftest import REPO, encoded, jpeg_bytes
+
+RESULT_FIELDS = {"quality", "binary", "diagnosis", "check", "conclusive", "models", "timingsMs"}
+LESION = synthetic_lesion(seed=11)
+
+
+@pytest.fixture(autouse=True)
+def no_network(monkeypatch):
+    """The pipeline must never reach the network: any connection attempt fails the test."""
+    def refuse(*args, **kwargs):
+        raise AssertionError(f"network access attempted: {args}")
+
+    monkeypatch.setattr(socket.socket, "connect", refuse)
+    monkeypatch.setattr(socket, "create_connection", refuse)
+
+
+@pytest.fixture(scope="module")
+def pipeline() -> Pipeline:
+    return Pipeline(config.load({}))
+
+
+@pytest.fixture(scope="module")
+def torch_pipeline() -> Pipeline:
+    return Pipeline(config.load({"MODEL_RUNTIME": "torch"}))
+
+
+def test_result_has_exactly_the_fields_of_the_contract(pipeline):
+    analysis = pipeline.analyze(jpeg_bytes(LESION), "image/jpeg")
+    assert analysis.status == "done" and set(analysis.result) == RESULT_FIELDS
+    result = analysis.result
+    assert set(result["binary"]["scores"]) == {"benign", "malignant"}
+    assert set(result["diagnosis"]["scores"]) == set(result["check"]["scores"]) == {
+        "akiec", "bcc", "bkl", "df", "mel", "nv", "vasc"}
+    for role in ("binary", "diagnosis", "check"):
+        assert abs(sum(result[role]["scores"].values()) - 1) < 1e-6
+        assert set(result["models"][role]) == {"name", "version", "sha256"}
+    manifest = json.loads((REPO / "models/manifest.json").read_text())["models"]
+    assert {role: result["models"][role]["sha256"] for role in manifest} == {
+        role: entry["sha256"] for role, entry in manifest.items()}
+    assert set(result["timingsMs"]) == {"decode", "quality", "binary", "diagnosis", "check", "total"}
+    assert result["timingsMs"]["total"] >= result["timingsMs"]["binary"]
+    json.dumps(result)  # plain JSON types only (it goes into Firestore and HTTP)
+
+
+def test_same_bytes_same_scores(pipeline):
+    data = jpeg_bytes(LESION)
+    first, second = pipeline.analyze(data).result, pipeline.analyze(data).result
+    for role in ("binary", "diagnosis", "check"):
+        assert first[role] == second[role]
+
+
+@pytest.mark.parametrize("fmt", ["PNG", "WEBP", "HEIF", "CMYK", "P+alpha", "16-bit", "grey", "exif-rotated"])
+def test_every_format_phones_send_is_analysed(pipeline, fmt):
+    if fmt == "HEIF":
+        import pillow_heif
+
+        buffer = io.BytesIO()
+        pillow_heif.from_pillow(LESION).save(buffer, quality=92)
+        data = buffer.getvalue()
+    elif fmt == "CMYK":
+        data = jpeg_bytes(LESION.convert("CMYK"))
+    elif fmt == "P+alpha":
+        data = encoded(LESION.convert("RGBA").convert("P"), "PNG", transparency=0)
+    elif fmt == "16-bit":
+        data = encoded(Image.fromarray((np.asarray(LESION.convert("L"), np.uint16) * 257).astype("<u2")), "PNG")
+    elif fmt == "grey":
+        data = jpeg_bytes(LESION.convert("L"))
+    elif fmt == "exif-rotated":
+        exif = Image.Exif()
+        exif[0x0112] = 8
+        data = jpeg_bytes(LESION, exif=exif.tobytes())
+    else:
+        data = encoded(LESION, fmt)
+    analysis = pipeline.analyze(data)
+    assert analysis.status == "done", analysis.rejection
+    if fmt == "exif-rotated":
+        assert (analysis.result["quality"]["width"], analysis.result["quality"]["height"]) == (450, 600)
+
+
+def test_exif_rotation_changes_what_the_models_see(pipeline):
+    exif = Image.Exif()
+    exif[0x0112] = 3  # upside down
+    rotated = pipeline.analyze(jpeg_bytes(LESION, exif=exif.tobytes())).result
+    upright = pipeline.analyze(jpeg_bytes(LESION.rotate(180))).result
+    assert rotated["diagnosis"]["scores"] == pytest.approx(upright["diagnosis"]["scores"], abs=0.02)
+
+
+def test_blurred_photo_is_rejected_before_the_models(pipeline):
+    analysis = pipeline.analyze(jpeg_bytes(synthetic_lesion(seed=11, blur=6)))
+    assert analysis.status == "rejected" and analysis.rejection["code"] == "too_blurry"
+    assert analysis.result is None and "binary" not in analysis.timings_ms
+
+
+@pytest.mark.parametrize("data,code", [(b"", "missing_image"), (b"\xff\xd8\xff\xe0garbage", "invalid_image")])
+def test_broken_bytes_raise_service_errors(pipeline, data, code):
+    with pytest.raises(ServiceError) as caught:
+        pipeline.analyze(data)
+    assert caught.value.code == code
+
+
+def test_truncated_and_bomb(pipeline):
+    data = jpeg_bytes(LESION)
+    with pytest.raises(ServiceError, match="decoded"):
+        pipeline.analyze(data[: len(data) * 2 // 3])
+    from tests.e2e.test_hostile import png_bomb
+
+    with pytest.raises(ServiceError) as caught:
+        pipeline.analyze(png_bomb(20000, 20000))
+    assert caught.value.code == "image_too_large"
+
+
+def test_real_phone_photos_are_analysed_and_mostly_pass_the_gate(pipeline, phone_photos):
+    statuses = [pipeline.analyze(path.read_bytes()).status for path in phone_photos]
+    assert statuses.count("done") >= 0.9 * len(statuses)
+
+
+def test_torch_runtime_gives_the_same_scores(pipeline, torch_pipeline):
+    for seed in range(3):
+        data = jpeg_bytes(synthetic_lesion(seed=seed))
+        onnx, torch = pipeline.analyze(data).result, torch_pipeline.analyze(data).result
+        for role in ("binary", "diagnosis", "check"):
+            for label, score in onnx[role]["scores"].items():
+                assert abs(score - torch[role]["scores"][label]) <= 1e-3, (role, label)
+
+
+def test_torch_runtime_refuses_a_yolo_detection_model(tmp_path):
+    from shared.classifiers import ModelError, TorchClassifier, load_manifest
+
+    pytest.importorskip("ultralytics")
+    from ultralytics.nn.tasks import DetectionModel
+
+    entry = load_manifest(REPO / "models")["binary"]
+    checkpoint = tmp_path / "yolo11n.pt"
+    import torch
+
+    model = DetectionModel("yolo11n.yaml", nc=2, verbose=False)
+    model.args = {"task": "detect"}
+    torch.save({"model": model, "train_args": {"task": "detect"}}, checkpoint)
+    with pytest.raises(ModelError, match="classification"):
+        TorchClassifier(dataclasses.replace(entry, torch_file=checkpoint, torch_sha256=None), 1)
+
+
+def test_command_line_analyses_several_photos(tmp_path):
+    paths = []
+    for index, blur in enumerate((0, 6)):
+        path = tmp_path / f"photo{index}.jpg"
+        path.write_bytes(jpeg_bytes(synthetic_lesion(seed=index, blur=blur)))
+        paths.append(str(path))
+    out = subprocess.run([sys.executable, "-m", "shared.cli", "analyze", *paths], cwd=REPO, capture_output=True,
+                         text=True, timeout=120, check=True).stdout
+    reports = [json.loads(line) for line in out.splitlines()]
+    assert [r["status"] for r in reports] == ["done", "rejected"]
+    assert set(reports[0]["result"]) == RESULT_FIELDS
