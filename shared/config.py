@@ -47,7 +47,7 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("MAX_UPLOAD_BYTES", str(10 * 1024 * 1024), "Largest accepted upload body in bytes (413 above).", int),
     Setting("MIN_IMAGE_SIDE", "64", "Shortest accepted image side in pixels (422 image_too_small below).", int),
     Setting("MAX_IMAGE_PIXELS", "40000000", "Largest accepted image area in pixels (422 image_too_large above; checked before decoding).", int),
-    Setting("UPLOADS_PER_USER_PER_HOUR", "60", "Upload quota per user per rolling hour, kept in Firestore (429 above).", int),
+    Setting("UPLOADS_PER_USER_PER_HOUR", "60", "Uploads per user per clock hour (UTC), counted in Firestore so it holds across instances (429 above).", int),
     Setting("JOB_TTL_DAYS", "30", "Days until a job's `expireAt`; Firestore TTL deletes the document then.", int),
     Setting("MAX_ATTEMPTS", "5", "Deliveries of one job before infer writes `failed`; match the queue's max attempts.", int),
     Setting("LEASE_SECONDS", "120", "How long a delivery holds a `processing` job before another may take it over.", int),
