@@ -1,0 +1,60 @@
+"""The local stack itself: loopback only, restart after a crash, `down` stops exactly what `up` started.
+(Runs last in this folder: it takes the session's stack down and up again.)"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+
+import psutil
+
+from tests.conftest import REPO
+
+
+def listening(pid: int) -> set[str]:
+    processes = [psutil.Process(pid), *psutil.Process(pid).children(recursive=True)]
+    return {conn.laddr.ip.removeprefix("::ffff:") for p in processes for conn in p.net_connections("inet")
+            if conn.status == psutil.CONN_LISTEN}
+
+
+def stack_cli(api, command: str) -> str:
+    env = {**api.stack.environ, "PYTHONPATH": str(REPO)}
+    return subprocess.run([sys.executable, "scripts/stack.py", command], cwd=REPO, env=env, check=True,
+                          capture_output=True, text=True, timeout=300).stdout
+
+
+def test_every_server_listens_on_loopback_only(api):
+    for name, pid in api.stack._pids().items():
+        assert listening(pid) == {"127.0.0.1"}, name
+
+
+def test_up_after_a_crash_restarts_only_what_is_down(api, sharp_jpeg):
+    pids = api.stack._pids()
+    os.killpg(pids["status"], signal.SIGKILL)
+    assert "status     down" in stack_cli(api, "status")
+    stack_cli(api, "up")
+    after = api.stack._pids()
+    assert after["status"] != pids["status"]
+    assert {k: v for k, v in after.items() if k != "status"} == {k: v for k, v in pids.items() if k != "status"}
+    job_id = api.upload("restart", sharp_jpeg).json()["jobId"]
+    assert api.wait("restart", job_id)["status"] == "done"
+
+
+def test_down_stops_exactly_its_process_groups_and_up_works_again(api, sharp_jpeg):
+    pids = api.stack._pids()
+    groups = {pid: [p.pid for p in psutil.Process(pid).children(recursive=True)] for pid in pids.values()}
+    bystander = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])  # not ours: must survive
+    try:
+        stack_cli(api, "down")
+        for leader, children in groups.items():
+            for pid in (leader, *children):
+                assert not psutil.pid_exists(pid) or psutil.Process(pid).status() == psutil.STATUS_ZOMBIE
+        assert bystander.poll() is None
+    finally:
+        bystander.kill()
+    output = stack_cli(api, "up")
+    assert output.count(" up ") == 6, output
+    job_id = api.upload("again", sharp_jpeg).json()["jobId"]
+    assert api.wait("again", job_id)["status"] == "done"
