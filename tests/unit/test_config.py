@@ -28,3 +28,11 @@ def test_no_module_but_config_reads_the_environment():
         if path.name != "config.py":
             text = path.read_text()
             assert "os.environ" not in text and "os.getenv" not in text, f"{path}: read settings via shared.config"
+
+
+def test_readme_documents_the_local_stack_variables():
+    from scripts.stack import DEFAULTS
+
+    readme = (REPO / "README.md").read_text()
+    for name in DEFAULTS:
+        assert f"`{name}`" in readme, name
