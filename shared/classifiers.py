@@ -37,6 +37,7 @@ class ModelEntry:
     mean: tuple[float, ...]
     std: tuple[float, ...]
     temperature: float
+    logit_bias: tuple[float, ...]  # per label, added after temperature scaling (decision prior, see the model card)
 
 
 def load_manifest(models_dir: Path) -> dict[str, ModelEntry]:
@@ -56,7 +57,8 @@ def load_manifest(models_dir: Path) -> dict[str, ModelEntry]:
             torch_file=Path(models_dir) / spec["torch_file"] if spec.get("torch_file") else None,
             torch_sha256=spec.get("torch_sha256"), labels=tuple(spec["labels"]), size=int(spec["input"]["size"]),
             mean=tuple(spec["input"]["mean"]), std=tuple(spec["input"]["std"]),
-            temperature=float(spec.get("temperature", 1.0)))
+            temperature=float(spec.get("temperature", 1.0)),
+            logit_bias=tuple(float(spec.get("logit_bias", {}).get(label, 0.0)) for label in spec["labels"]))
     return entries
 
 
@@ -73,11 +75,11 @@ def read_verified(path: Path, expected_sha256: str | None) -> tuple[bytes, str]:
     return data, digest
 
 
-def calibrate(probs: np.ndarray, temperature: float) -> np.ndarray:
-    """Temperature scaling of probabilities: softmax(log(p) / T)."""
-    if temperature == 1.0:
-        return probs / probs.sum(axis=-1, keepdims=True)
+def calibrate(probs: np.ndarray, temperature: float, logit_bias: tuple[float, ...] | None = None) -> np.ndarray:
+    """Temperature scaling with an optional per-label bias: softmax(log(p) / T + b)."""
     logits = np.log(np.clip(probs.astype(np.float64), 1e-12, 1.0)) / temperature
+    if logit_bias is not None:
+        logits = logits + np.asarray(logit_bias, np.float64)
     logits -= logits.max(axis=-1, keepdims=True)
     scaled = np.exp(logits)
     return scaled / scaled.sum(axis=-1, keepdims=True)

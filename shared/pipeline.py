@@ -91,7 +91,7 @@ class Pipeline:
         out = {}
         for role, classifier in self.classifiers.items():
             entry = classifier.entry
-            out[role] = prediction(entry.labels, calibrate(raw[role], entry.temperature), entry.name)
+            out[role] = prediction(entry.labels, calibrate(raw[role], entry.temperature, entry.logit_bias), entry.name)
         out["check"]["agrees"] = group_of(out["check"]["label"]) == out["binary"]["label"]
         conclusive = (out["binary"]["confidence"] >= self.conf_threshold
                       and out["check"]["confidence"] >= self.conf_threshold and out["check"]["agrees"])
