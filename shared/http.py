@@ -42,7 +42,7 @@ def read_image(request: Request, limit: int) -> tuple[bytes, str | None]:
         try:
             _, _, files = parse_form_data(environ, silent=False)
         except Exception:
-            raise invalid_request("The multipart body could not be parsed; send one file in the field 'image'.") from None
+            raise invalid_request("The multipart body could not be parsed (headers and file names must be UTF-8); send one file in the field 'image'.") from None
         parts = files.getlist("image")
         if not parts:
             raise ServiceError(400, "missing_image", "No file in the multipart field 'image'; attach the photo there.")

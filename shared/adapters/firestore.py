@@ -93,8 +93,8 @@ class QuotaStore:
                           "expireAt": window + dt.timedelta(hours=2)}
                 try:
                     if snap.exists:
-                        ref.set(fields, option=self.client.write_option(last_update_time=snap.update_time),
-                                timeout=TIMEOUT, retry=None)
+                        ref.update(fields, option=self.client.write_option(last_update_time=snap.update_time),
+                                   timeout=TIMEOUT, retry=None)
                     else:
                         ref.create(fields, timeout=TIMEOUT, retry=None)
                     return 0
