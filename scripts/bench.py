@@ -138,6 +138,7 @@ def bench_stack(photo: bytes, uploads: int, listens: int, load_total: int, load_
     import requests
     from google.auth.credentials import AnonymousCredentials
     from google.cloud import firestore
+    from google.cloud.firestore_v1.base_query import FieldFilter
 
     from scripts.stack import Stack, service_env
     from shared.tokens import emulator_token
@@ -166,7 +167,7 @@ def bench_stack(photo: bytes, uploads: int, listens: int, load_total: int, load_
         def wait_all(uid: str, expected: int, timeout: float) -> list[dict]:
             deadline = time.monotonic() + timeout
             while True:
-                docs = [d.to_dict() for d in db.collection("jobs").where("ownerUid", "==", uid).stream()]
+                docs = [d.to_dict() for d in db.collection("jobs").where(filter=FieldFilter("ownerUid", "==", uid)).stream()]
                 if len(docs) >= expected and all(d["status"] in TERMINAL for d in docs) or time.monotonic() > deadline:
                     return docs
                 time.sleep(0.2)

@@ -8,6 +8,7 @@ import signal
 import time
 
 import pytest
+from google.cloud.firestore_v1.base_query import FieldFilter
 
 pytestmark = pytest.mark.slow
 
@@ -23,7 +24,7 @@ def upload_until_accepted(api, uid: str, data: bytes, key: str, timeout: float =
 
 
 def job_docs(api, uid: str) -> list[dict]:
-    return [doc.to_dict() for doc in api.db.collection("jobs").where("ownerUid", "==", uid).stream()]
+    return [doc.to_dict() for doc in api.db.collection("jobs").where(filter=FieldFilter("ownerUid", "==", uid)).stream()]
 
 
 @pytest.mark.parametrize("part", ["storage", "tasks", "firestore"])
