@@ -93,6 +93,8 @@ class OnnxClassifier:
         options = ort.SessionOptions()
         options.intra_op_num_threads = threads
         options.inter_op_num_threads = 1
+        # three sessions run one after another: idle pool threads must not spin and steal the next one's cores
+        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
         options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
         self.session = ort.InferenceSession(data, options, providers=["CPUExecutionProvider"])
         self.entry = entry
