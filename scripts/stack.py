@@ -21,9 +21,9 @@ import urllib.request
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
-FIRESTORE_EMULATOR = Path("/usr/lib/google-cloud-sdk/platform/cloud-firestore-emulator/cloud_firestore_emulator")
 DEFAULTS = {
-    "STACK_DIR": str(REPO / ".stack"), "FIRESTORE_PORT": "8080", "STORAGE_PORT": "4443", "TASKS_PORT": "8123",
+    "STACK_DIR": str(REPO / ".stack"),
+    "FIRESTORE_EMULATOR": "/usr/lib/google-cloud-sdk/platform/cloud-firestore-emulator/cloud_firestore_emulator", "FIRESTORE_PORT": "8080", "STORAGE_PORT": "4443", "TASKS_PORT": "8123",
     "UPLOAD_PORT": "8091", "INFER_PORT": "8092", "STATUS_PORT": "8093",
     "GOOGLE_CLOUD_PROJECT": "demo-skin", "STORAGE_BUCKET": "demo-skin.appspot.com",
     # The emulator retries a failed task at once (no backoff), so locally a job gets more, faster attempts.
@@ -59,7 +59,7 @@ def commands(s: dict[str, str]) -> dict[str, list[str]]:
 
     rules = REPO / "deploy/firestore.rules"
     cmds = {
-        "firestore": [str(FIRESTORE_EMULATOR), "--host=127.0.0.1", f"--port={s['FIRESTORE_PORT']}",
+        "firestore": [s["FIRESTORE_EMULATOR"], "--host=127.0.0.1", f"--port={s['FIRESTORE_PORT']}",
                       f"--project_id={s['GOOGLE_CLOUD_PROJECT']}"] + ([f"--rules={rules}"] if rules.exists() else []),
         "storage": [str(_get_binary_path()), "-scheme", "http", "-host", "127.0.0.1", "-port", s["STORAGE_PORT"],
                     "-backend", "memory", "-public-host", f"127.0.0.1:{s['STORAGE_PORT']}",

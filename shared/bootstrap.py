@@ -64,7 +64,4 @@ class Dependencies:
 @functools.cache
 def dependencies() -> Dependencies:
     config = config_module.load()
-    deps = Dependencies(config, JsonLog(config.LOG_LEVEL))
-    if config.emulator_auth:
-        deps.tokens  # refuses to start when emulator auth points at a real project
-    return deps
+    return Dependencies(config, JsonLog(config.LOG_LEVEL))

@@ -7,6 +7,7 @@ from shared.bootstrap import dependencies
 from shared.errors import ServiceError
 
 deps = dependencies()
+verify_token = deps.tokens.uid  # built at start: refuses emulator tokens on a real project
 
 
 @functions_framework.http
@@ -14,7 +15,7 @@ def status(request):
     def handle():
         if request.method not in ("GET", "DELETE"):
             raise ServiceError(405, "method_not_allowed", "Use GET to read a job or DELETE to erase it.")
-        uid = deps.tokens.uid(request.headers.get("Authorization"))
+        uid = verify_token(request.headers.get("Authorization"))
         job_id = request.path.strip("/") or request.args.get("jobId", "")
         if not job_id:
             raise ServiceError(400, "invalid_request", "Name the job: GET /<jobId> or /?jobId=<jobId>.")

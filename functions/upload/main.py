@@ -7,6 +7,7 @@ from shared.bootstrap import dependencies
 from shared.errors import ServiceError
 
 deps = dependencies()
+verify_token = deps.tokens.uid  # built at start: refuses emulator tokens on a real project
 
 
 @functions_framework.http
@@ -14,7 +15,7 @@ def upload(request):
     def handle():
         if request.method != "POST":
             raise ServiceError(405, "method_not_allowed", "Use POST to upload a photo.")
-        uid = deps.tokens.uid(request.headers.get("Authorization"))
+        uid = verify_token(request.headers.get("Authorization"))
         key = http.idempotency_key(request)
         data, content_type = http.read_image(request, deps.config.MAX_UPLOAD_BYTES)
         return services.upload(deps, uid, data, content_type, key)

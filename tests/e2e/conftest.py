@@ -15,12 +15,11 @@ from google.auth.credentials import AnonymousCredentials
 from google.cloud import firestore, storage, tasks_v2
 from google.cloud.tasks_v2.services.cloud_tasks.transports import CloudTasksGrpcTransport
 
-from scripts.stack import FUNCTIONS, Stack, service_env
+from scripts.stack import FUNCTIONS, Stack, service_env, settings
 from shared.tokens import emulator_token
 
 TERMINAL = {"done", "rejected", "failed"}
 ALLOWED_ORIGIN = "https://app.example"
-FIRESTORE_EMULATOR = Path("/usr/lib/google-cloud-sdk/platform/cloud-firestore-emulator/cloud_firestore_emulator")
 
 
 def free_port() -> int:
@@ -93,8 +92,10 @@ class Api:
 
 @pytest.fixture(scope="session")
 def api(tmp_path_factory):
-    if not FIRESTORE_EMULATOR.exists():
-        pytest.fail(f"{FIRESTORE_EMULATOR} is missing: install gcloud's cloud-firestore-emulator component")
+    emulator = Path(settings()["FIRESTORE_EMULATOR"])
+    if not emulator.exists():
+        pytest.fail(f"{emulator} is missing: install gcloud's cloud-firestore-emulator component "
+                    "or set FIRESTORE_EMULATOR to its cloud_firestore_emulator script")
     ports = {key: str(free_port()) for key in
              ("FIRESTORE_PORT", "STORAGE_PORT", "TASKS_PORT", "UPLOAD_PORT", "INFER_PORT", "STATUS_PORT")}
     environ = {**os.environ, **ports, "STACK_DIR": str(tmp_path_factory.mktemp("stack")), "LEASE_SECONDS": "4",
