@@ -168,9 +168,9 @@ diagnose, screen or triage anyone, nor to decide whether to see a doctor.
   for `MODEL_RUNTIME=torch`; the ResNet50 ships only as ONNX, from which the torch runtime rebuilds its state
   dict, so both runtimes run identical weights (scores agree within 1e-3, tested).
 - Precision: conv and linear weights stored as float16 and computed in float32. This halves the ResNet50
-  (about 45 MiB instead of 90 MiB) to keep everything under `models/` below 60 MiB; the rounding changes
-  validation probabilities by less than 1e-3 (checked at export). int8 quantisation was not needed for size
-  and was not evaluated.
+  (about 45 MiB instead of 90 MiB) to keep everything under `models/` below 60 MiB. The figures below are those
+  of the float16-rounded weights; their effect against float32 was not measured separately. int8 quantisation
+  was not needed for size and was not evaluated.
 - Calibration: a temperature per model fitted by validation NLL. For the two 7-class models a decision prior is
   added to the logits: {manifest['models']['diagnosis']['decision_prior_power']} × log(class frequency in
   training). Training sampled class c ∝ n_c^-0.5, so without it the models over-predict rare classes; the prior
