@@ -128,14 +128,13 @@ class Stack:
         except OSError:
             return True
 
-    def start(self, name: str, extra_env: dict[str, str] | None = None) -> int:
+    def start(self, name: str) -> int:
         self.logs.mkdir(parents=True, exist_ok=True)
         port = port_of(name, self.s)
         if answers(name, port):
             raise RuntimeError(f"port {port} for {name} is taken by a process this stack did not start; "
                                f"stop it or set {name.upper()}_PORT.")
-        env = {**self.environ, **service_env(self.s), "PYTHONPATH": str(REPO), "PYTHONUNBUFFERED": "1",
-               **(extra_env or {})}
+        env = {**self.environ, **service_env(self.s), "PYTHONPATH": str(REPO), "PYTHONUNBUFFERED": "1"}
         log = open(self.logs / f"{name}.log", "ab")
         process = subprocess.Popen(commands(self.s)[name], stdout=log, stderr=subprocess.STDOUT, env=env,
                                    cwd=REPO, start_new_session=True)
