@@ -33,7 +33,8 @@ def show(job: dict) -> None:
         print("             " + "  ".join(f"{k} {v:.2f}" for k, v in ranked))
         print(f"  check      {check['label']:10} {check['confidence']:.3f}   agrees with binary: {check['agrees']}")
         print(f"  conclusive {result['conclusive']}")
-        print(f"  timings ms {json.dumps(result['timingsMs'])}")
+        stages = ("decode", "quality", "binary", "diagnosis", "check", "total")
+        print("  timings ms " + "  ".join(f"{stage} {result['timingsMs'][stage]}" for stage in stages))
     elif job["status"] == "rejected":
         print(f"  {job['rejection']['code']}: {job['rejection']['message']}")
     else:
