@@ -38,7 +38,7 @@ test-unit: install
 bench: install  ## speed and memory targets, written to bench/report.json
 	$(PY) scripts/bench.py --out bench/report.json
 
-train: install  ## retrain the three models (about 60 min on 2 CPU cores); DATA=folder to use your own
+train: install  ## retrain the three models (about 70 min on 2 CPU cores); DATA=folder to use your own
 	$(PY) -m models.train $(if $(DATA),--data "$(DATA)")
 
 export: install  ## ONNX export, temperatures and models/manifest.json

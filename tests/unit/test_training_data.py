@@ -1,0 +1,40 @@
+"""Training data layouts users bring: a HAM10000-style folder or an ImageFolder tree, split by lesion."""
+
+import csv
+
+from PIL import Image
+
+from models.data import binary_label, load_samples, read_split, write_split
+
+
+def test_ham_layout_keeps_every_image_of_a_lesion_on_one_side(tmp_path):
+    (tmp_path / "images").mkdir()
+    rows = [{"lesion_id": f"L{i // 3}", "image_id": f"I{i}", "dx": "nv" if i % 2 else "mel"} for i in range(300)]
+    with (tmp_path / "metadata.csv").open("w", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=["lesion_id", "image_id", "dx"])
+        writer.writeheader()
+        writer.writerows(rows)
+    samples = load_samples(tmp_path)
+    sides = {}
+    for sample in samples:
+        sides.setdefault(sample.lesion_id, set()).add(sample.split)
+    assert all(len(side) == 1 for side in sides.values())
+    share = sum(s.split == "val" for s in samples) / len(samples)
+    assert 0.1 < share < 0.3
+    write_split(samples, tmp_path / "split.csv")
+    assert read_split(tmp_path / "split.csv") == {s.image_id: s.split for s in samples}
+    assert load_samples(tmp_path) == samples  # deterministic
+
+
+def test_image_folder_tree_with_and_without_val(tmp_path):
+    for part, names in (("train", ["a", "b", "c"]), ("val", ["d"])):
+        for label in ("benign", "malignant"):
+            folder = tmp_path / part / label
+            folder.mkdir(parents=True)
+            for name in names:
+                Image.new("RGB", (8, 8)).save(folder / f"{label}-{name}.jpg")
+    samples = load_samples(tmp_path)
+    assert {(s.split, s.dx) for s in samples} >= {("train", "benign"), ("val", "malignant")}
+    assert sum(s.split == "val" for s in samples) == 2
+    assert binary_label("malignant") == "malignant" and binary_label("bcc") == "malignant"
+    assert binary_label("nv") == "benign"
