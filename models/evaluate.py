@@ -16,7 +16,7 @@ import numpy as np
 from sklearn.metrics import confusion_matrix, roc_auc_score, roc_curve
 
 from models.data import BINARY_LABELS, MALIGNANT, binary_label, load_pixels, load_samples, read_split
-from models.train import MODELS_DIR
+from models.train import MODELS_DIR, SPECS
 from shared.classifiers import calibrate, load_classifiers
 from shared.threads import usable_cpus
 
@@ -131,6 +131,20 @@ def plot(metrics: dict, curves: dict, out: Path) -> None:
     figure.savefig(out, dpi=110)
 
 
+def learning_rates(role: str, history: dict) -> str:
+    """Peak learning rate per run: "0.001" or, for a resumed model, "0.001 (8 epochs), then 0.0004 (6 epochs)"."""
+    runs: list[list] = []
+    for row in history["history"]:
+        lr = row.get("lr0", SPECS[role]["lr"])
+        if runs and runs[-1][0] == lr:
+            runs[-1][1] += 1
+        else:
+            runs.append([lr, 1])
+    if len(runs) == 1:
+        return str(runs[0][0])
+    return ", then ".join(f"{lr} ({n} epochs)" for lr, n in runs)
+
+
 def card(metrics: dict, manifest: dict, histories: dict) -> str:
     d, b, c = metrics["diagnosis"], metrics["binary"], metrics["check"]
     pct = lambda v: f"{100 * v:.1f} %"  # noqa: E731
@@ -142,7 +156,7 @@ def card(metrics: dict, manifest: dict, histories: dict) -> str:
         for role, m in manifest["models"].items())
     training = "\n".join(
         f"| {role} | {h['train_args']['model']} | {h['train_args']['epochs']} | {h['train_args']['imgsz']} | "
-        f"{h['train_args']['lr0']} | {sum(row['seconds'] for row in h['history']) / 60:.0f} min |"
+        f"{learning_rates(role, h)} | {sum(row['seconds'] for row in h['history']) / 60:.0f} min |"
         for role, h in histories.items())
     recalls = lambda m: ", ".join(f"{k} {v:.2f}" for k, v in m["recall"].items())  # noqa: E731
     return f"""# Model card: skin-lesion classifiers
@@ -199,7 +213,8 @@ AdamW (weight decay 0.05), batch 64, linear warm-up for one epoch then cosine de
 smoothing 0.05, class-balanced sampling (class c drawn ∝ n_c^-0.5: nv is 67 % of the data), augmentation
 suited to dermoscopy (any rotation, flips, zoom 0.8–1.05, shift, brightness/contrast/saturation jitter, reflection
 padding), exponential moving average of the weights (the saved model). The binary model starts from the
-diagnosis model's backbone. Seeded; `make train` retrains all three (`DATA=folder` for your own data).
+diagnosis model's backbone; a model trained in two runs (`make train` then `--resume`) lists both learning rates.
+Seeded; `make train` retrains all three (`DATA=folder` for your own data).
 
 ## Results on the validation lesions
 

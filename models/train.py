@@ -126,11 +126,22 @@ def balanced_accuracy(y_true: np.ndarray, y_pred: np.ndarray, n_classes: int) ->
     return float(np.mean(recalls))
 
 
+def load_weights(model: torch.nn.Module, source: Path) -> None:
+    """Copy the matching tensors of a checkpoint (ultralytics dict or torchvision state dict) into ``model``."""
+    donor = torch.load(source, map_location="cpu", weights_only=False)
+    if isinstance(donor, dict) and "model" in donor:
+        donor = donor["model"].float().state_dict()
+    own = model.state_dict()
+    model.load_state_dict({k: v for k, v in donor.items() if k in own and v.shape == own[k].shape}, strict=False)
+
+
 def train_one(name: str, data: Path, arch: str | None, epochs: int | None, batch_size: int, seed: int,
-              split_file: Path) -> Path:
+              split_file: Path, resume: bool = False, lr: float | None = None) -> Path:
+    """Train one model; ``resume`` continues from its saved weights (and history) instead of starting afresh."""
     spec = dict(SPECS[name])
     arch = arch or spec["arch"]
     epochs = epochs or spec["epochs"]
+    spec["lr"] = lr or spec["lr"]
     labels, size, mean, std = spec["labels"], spec["imgsz"], spec["mean"], spec["std"]
     torch.manual_seed(seed)
     gen = torch.Generator().manual_seed(seed)
@@ -150,12 +161,16 @@ def train_one(name: str, data: Path, arch: str | None, epochs: int | None, batch
           flush=True)
 
     model = build_model(arch, labels)
-    if spec.get("init_from"):
+    out = weights_path(name, arch)
+    earlier = []
+    if resume:
+        load_weights(model, out)
+        before = json.loads(out.with_suffix(".history.json").read_text())
+        earlier = [{"lr0": before["train_args"]["lr0"], **row} for row in before["history"]]
+        print(f"[{name}] resuming from {out.name} after {len(earlier)} epochs", flush=True)
+    elif spec.get("init_from"):
         source = weights_path(spec["init_from"], arch)
-        donor = torch.load(source, map_location="cpu", weights_only=False)["model"].float().state_dict()
-        own = model.state_dict()
-        model.load_state_dict({k: v for k, v in donor.items() if k in own and v.shape == own[k].shape},
-                              strict=False)
+        load_weights(model, source)
         print(f"[{name}] backbone initialised from {source.name}", flush=True)
 
     counts = torch.bincount(y_train, minlength=len(labels)).float()
@@ -194,9 +209,9 @@ def train_one(name: str, data: Path, arch: str | None, epochs: int | None, batch
         print(f"[{name}] {json.dumps(row)}", flush=True)
 
     final = copy.deepcopy(ema.module).eval()
-    out = weights_path(name, arch)
     out.parent.mkdir(parents=True, exist_ok=True)
-    train_args = {"task": "classify", "model": arch, "data": str(data), "imgsz": size, "epochs": epochs,
+    history = earlier + [{**row, "epoch": len(earlier) + row["epoch"], "lr0": spec["lr"]} for row in history]
+    train_args = {"task": "classify", "model": arch, "data": str(data), "imgsz": size, "epochs": len(history),
                   "batch": batch_size, "seed": seed, "lr0": spec["lr"], "optimizer": "AdamW",
                   "sampling_power": SAMPLING_POWER, "mean": mean, "std": std, "labels": list(labels)}
     if arch == "resnet50":
@@ -222,11 +237,13 @@ def main() -> None:
     parser.add_argument("--batch", type=int, default=64)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--split-file", type=Path, default=MODELS_DIR / "split.csv")
+    parser.add_argument("--resume", action="store_true", help="continue from the saved weights for --epochs more")
+    parser.add_argument("--lr", type=float, help="peak learning rate (default: the model's own)")
     args = parser.parse_args()
     torch.set_num_threads(int(os.environ.get("TRAIN_THREADS", os.cpu_count() or 1)))
     for name in SPECS if args.model == "all" else [args.model]:
         train_one(name, args.data, args.arch if name != "check" else None, args.epochs, args.batch, args.seed,
-                  args.split_file)
+                  args.split_file, args.resume, args.lr)
 
 
 if __name__ == "__main__":
