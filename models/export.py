@@ -5,7 +5,9 @@
 For each model: ``models/weights/<role>-<arch>.onnx`` (input ``images`` N x 3 x S x S float RGB, output ``probs``),
 conv and linear weights stored as float16 (computed in float32), initializers named as in the torch state dict;
 a temperature fitted by NLL on the validation split; for the 7-class models a decision prior (see
-``DECISION_PRIOR_POWER``); and ``models/manifest.json``, which the service reads.
+``DECISION_PRIOR_POWER``); and ``models/manifest.json``, which the service reads. The float16 storage is checked
+against float32 and int8 (dynamic, static) on the validation lesions; the figures go to the manifest
+(``precision_study``) and the model card.
 """
 
 from __future__ import annotations
@@ -14,16 +16,21 @@ import argparse
 import datetime as dt
 import hashlib
 import json
+import tempfile
+import time
 from pathlib import Path
 
 import numpy as np
 import onnx
 import torch
 from onnx import TensorProto, helper, numpy_helper
+from sklearn.metrics import roc_auc_score
 
 from models.data import BINARY_LABELS, DIAGNOSIS_LABELS, binary_label, load_pixels, load_samples, read_split
-from models.train import MODELS_DIR, SPECS, build_model, logits_of, weights_path
+from models.onnx_state_dict import state_dict_from_onnx
+from models.train import MODELS_DIR, SPECS, balanced_accuracy, build_model, logits_of, weights_path
 from shared.preprocess import to_tensor
+from shared.threads import usable_cpus
 
 VERSION = "1.0.0"
 # Training drew class c with weight n_c ** -0.5, so the models decide as if classes were much more even than they
@@ -46,15 +53,11 @@ class Probabilities(torch.nn.Module):
 
 
 def load_trained(role: str, path: Path) -> tuple[torch.nn.Module, dict]:
+    """The trained model in float32 (a YOLO checkpoint holds float16 weights) and its training arguments."""
     spec = SPECS[role]
     if spec["arch"] == "resnet50":
         model = build_model("resnet50", spec["labels"])
         model.load_state_dict(torch.load(path, map_location="cpu", weights_only=True))
-        # the ONNX file stores weights as fp16: run torch on the same rounded weights it will be compared with
-        with torch.no_grad():
-            for module in model.modules():
-                if isinstance(module, (torch.nn.Conv2d, torch.nn.Linear)):
-                    module.weight.copy_(module.weight.half().float())
         args = json.loads(path.with_suffix(".history.json").read_text())["train_args"]
     else:
         checkpoint = torch.load(path, map_location="cpu", weights_only=False)
@@ -62,9 +65,18 @@ def load_trained(role: str, path: Path) -> tuple[torch.nn.Module, dict]:
     return model.eval(), args
 
 
-def to_half_weights(path: Path) -> None:
+def torch_runtime_model(model: torch.nn.Module, arch: str, onnx_path: Path, labels: tuple[str, ...]):
+    """What ``MODEL_RUNTIME=torch`` runs: the YOLO checkpoint as is, the ResNet50 rebuilt from the ONNX file
+    (a strict load, so it also checks that the initializers carry the state-dict names)."""
+    if arch == "resnet50":
+        model = build_model("resnet50", labels)
+        model.load_state_dict(state_dict_from_onnx(onnx_path))
+    return Probabilities(model).eval()
+
+
+def to_half_weights(source: Path, out: Path) -> None:
     """Store initializers of rank ≥ 2 (conv/linear weights) as float16, cast back to float32 in the graph."""
-    model = onnx.load(str(path))
+    model = onnx.load(str(source))
     graph = model.graph
     casts = []
     for init in graph.initializer:
@@ -81,23 +93,76 @@ def to_half_weights(path: Path) -> None:
     del graph.node[:]
     graph.node.extend(nodes)
     onnx.checker.check_model(model)
-    onnx.save(model, str(path))
+    onnx.save(model, str(out))
 
 
 def export_onnx(model: torch.nn.Module, size: int, out: Path) -> None:
+    """Float32 graph, every initializer under its state-dict name (no constant folding, so no Conv+BN fusion)."""
     dummy = torch.zeros(1, 3, size, size)
     torch.onnx.export(Probabilities(model).eval(), dummy, str(out), input_names=["images"], output_names=["probs"],
                       dynamic_axes={"images": {0: "batch"}, "probs": {0: "batch"}}, opset_version=17,
                       do_constant_folding=False, dynamo=False, training=torch.onnx.TrainingMode.EVAL)
-    to_half_weights(out)
 
 
-def onnx_probs(path: Path, pixels: np.ndarray, mean, std, batch: int = 128) -> np.ndarray:
+def session(path: Path, threads: int):
     import onnxruntime as ort
 
-    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
-    return np.concatenate([session.run(None, {"images": to_tensor(pixels[i:i + batch], mean, std)})[0]
+    options = ort.SessionOptions()
+    options.intra_op_num_threads, options.inter_op_num_threads = threads, 1
+    return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+
+
+def onnx_probs(runner, pixels: np.ndarray, mean, std, batch: int = 128) -> np.ndarray:
+    return np.concatenate([runner.run(None, {"images": to_tensor(pixels[i:i + batch], mean, std)})[0]
                            for i in range(0, len(pixels), batch)])
+
+
+def int8_variants(fp32: Path, workdir: Path, calibration: np.ndarray, mean, std) -> dict[str, Path]:
+    """The int8 alternatives to float16 storage: dynamic, and static (QDQ, per channel, percentile-calibrated)."""
+    from onnxruntime.quantization import (CalibrationDataReader, CalibrationMethod, QuantFormat, QuantType,
+                                          quant_pre_process, quantize_dynamic, quantize_static)
+
+    class Batches(CalibrationDataReader):
+        def __init__(self):
+            self.batches = iter(to_tensor(calibration[i:i + 32], mean, std) for i in range(0, len(calibration), 32))
+
+        def get_next(self):
+            batch = next(self.batches, None)
+            return None if batch is None else {"images": batch}
+
+    prepared, dynamic, static = (workdir / f"{name}.onnx" for name in ("prepared", "int8-dynamic", "int8-static"))
+    quant_pre_process(str(fp32), str(prepared))
+    quantize_dynamic(str(prepared), str(dynamic), weight_type=QuantType.QInt8)
+    softmax = [node.name for node in onnx.load(str(prepared)).graph.node if node.op_type == "Softmax"]
+    quantize_static(str(prepared), str(static), Batches(), quant_format=QuantFormat.QDQ, per_channel=True,
+                    activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8,
+                    calibrate_method=CalibrationMethod.Percentile, nodes_to_exclude=softmax)
+    return {"int8-dynamic": dynamic, "int8-static": static}
+
+
+def precision_study(variants: dict[str, Path], pixels: np.ndarray, y: np.ndarray, mean, std,
+                    threads: int) -> tuple[dict, dict[str, np.ndarray]]:
+    """Per precision: file size, validation balanced accuracy and AUC (raw argmax, before calibration), median
+    single-image latency, and the largest probability change against float32; plus each one's probabilities."""
+    study, outputs = {"threads": threads}, {}
+    for name, path in variants.items():
+        runner = session(path, threads)
+        probs = onnx_probs(runner, pixels, mean, std)
+        one = to_tensor(pixels[:1], mean, std)
+        runner.run(None, {"images": one})
+        latencies = []
+        for _ in range(20):
+            tic = time.perf_counter()
+            runner.run(None, {"images": one})
+            latencies.append(time.perf_counter() - tic)
+        auc = (roc_auc_score(y, probs[:, 1]) if probs.shape[1] == 2
+               else roc_auc_score(y, probs, multi_class="ovr", average="macro"))
+        outputs[name] = probs
+        study[name] = {"mib": round(path.stat().st_size / 2**20, 2),
+                       "balanced_accuracy": round(balanced_accuracy(y, probs.argmax(1), probs.shape[1]), 4),
+                       "auc": round(float(auc), 4), "ms_per_image": round(1000 * float(np.median(latencies)), 2),
+                       "max_abs_diff_vs_float32": float(f"{np.abs(probs - outputs['float32']).max():.2e}")}
+    return study, outputs
 
 
 def scaled(probs: np.ndarray, temperature: float, bias: np.ndarray) -> np.ndarray:
@@ -134,6 +199,8 @@ def main() -> None:
     split = read_split(args.split_file)
     val = [s for s in samples if split.get(s.image_id, s.split) == "val"]
     train = [s for s in samples if split.get(s.image_id, s.split) == "train"]
+    calibration = [train[i] for i in np.random.default_rng(0).choice(len(train), min(256, len(train)), replace=False)]
+    threads = usable_cpus()
     manifest = {"schema": 1, "models": {}}
     (args.out / "weights").mkdir(parents=True, exist_ok=True)
     for role in args.roles:
@@ -144,18 +211,24 @@ def main() -> None:
         mean, std = list(train_args["mean"]), list(train_args["std"])
         arch = "resnet50" if spec["arch"] == "resnet50" else Path(train_args["model"]).stem
         onnx_path = args.out / "weights" / f"{role}-{arch}.onnx"
-        export_onnx(model, size, onnx_path)
-
         to_label = binary_label if labels == BINARY_LABELS else (lambda dx: dx)
         index = {label: i for i, label in enumerate(labels)}
         y = np.array([index[to_label(s.dx)] for s in val])
         pixels = load_pixels(val, size)
-        probs = onnx_probs(onnx_path, pixels[:32], mean, std)
+        with tempfile.TemporaryDirectory() as workdir:
+            fp32 = Path(workdir) / "float32.onnx"
+            export_onnx(model, size, fp32)
+            to_half_weights(fp32, onnx_path)
+            variants = {"float32": fp32, "float16-weights": onnx_path,
+                        **int8_variants(fp32, Path(workdir), load_pixels(calibration, size), mean, std)}
+            study, outputs = precision_study(variants, pixels, y, mean, std, threads)
+        probs = outputs["float16-weights"]
+
         with torch.no_grad():
-            reference = Probabilities(model).eval()(torch.from_numpy(to_tensor(pixels[:32], mean, std))).numpy()
-        parity = float(np.abs(probs - reference).max())
+            reference = torch_runtime_model(model, arch, onnx_path, labels)(
+                torch.from_numpy(to_tensor(pixels[:32], mean, std))).numpy()
+        parity = float(np.abs(probs[:32] - reference).max())
         assert parity <= 1e-3, f"{role}: ONNX and torch differ by {parity}"
-        probs = onnx_probs(onnx_path, pixels, mean, std)
 
         counts = np.bincount([index[to_label(s.dx)] for s in train], minlength=len(labels)).astype(float)
         power = DECISION_PRIOR_POWER if labels == DIAGNOSIS_LABELS else 0.0
@@ -174,7 +247,7 @@ def main() -> None:
             "torch_file": str(torch_file.relative_to(args.out)) if torch_file else None,
             "torch_sha256": sha256(torch_file) if torch_file else None,
             "runtime": "onnxruntime", "precision": "float16 weights (conv/linear), float32 compute",
-            "labels": list(labels),
+            "precision_study": study, "labels": list(labels),
             "input": {"name": "images", "size": size, "layout": "NCHW", "color": "RGB", "resize": RESIZE,
                       "scale": "1/255", "mean": mean, "std": std},
             "output": "probs (softmax over labels)", "temperature": temperature,

@@ -6,7 +6,10 @@ import subprocess
 
 import onnxruntime as ort
 import pytest
+import torch
+import torchvision
 
+from models.onnx_state_dict import state_dict_from_onnx
 from shared.classifiers import ROLES, load_manifest
 from tests.conftest import REPO
 
@@ -18,7 +21,8 @@ DIAGNOSES = ["akiec", "bcc", "bkl", "df", "mel", "nv", "vasc"]
 def test_manifest_describes_all_three_models():
     assert set(MANIFEST["models"]) == set(ROLES)
     for role, entry in MANIFEST["models"].items():
-        for key in ("name", "version", "architecture", "file", "sha256", "labels", "input", "runtime", "temperature"):
+        for key in ("name", "version", "architecture", "file", "sha256", "labels", "input", "runtime", "precision",
+                    "temperature"):
             assert entry[key], (role, key)
         assert {"size", "mean", "std", "resize", "color", "layout"} <= set(entry["input"])
         assert entry["temperature"] > 0
@@ -44,6 +48,14 @@ def test_onnx_files_are_classifiers_over_their_labels(role):
     size = entry["input"]["size"]
     assert inp.name == "images" and inp.shape[1:] == [3, size, size]
     assert out.shape[1] == len(entry["labels"])
+
+
+def test_resnet50_state_dict_rebuilds_from_its_onnx_file():
+    entry = MANIFEST["models"]["check"]
+    state = state_dict_from_onnx(MODELS / entry["file"])
+    model = torchvision.models.resnet50(weights=None, num_classes=len(entry["labels"]))
+    model.load_state_dict(state)  # strict: every state-dict name and shape is in the ONNX file
+    assert all(tensor.dtype in (torch.float32, torch.int64) for tensor in state.values())
 
 
 def test_everything_tracked_under_models_stays_under_60_mib():
