@@ -47,11 +47,13 @@ class Pipeline:
         self.conf_threshold = config.CONF_THRESHOLD
         self.min_side = config.MIN_IMAGE_SIDE
         self.max_pixels = config.MAX_IMAGE_PIXELS
+        self.decode_side = max(classifier.entry.size for classifier in self.classifiers.values())
 
     def analyze(self, data: bytes, content_type: str | None = None) -> Analysis:
         """Decode and analyse; invalid bytes raise ServiceError (400/415/422)."""
         started = time.perf_counter()
-        photo = decode(data, content_type, min_side=self.min_side, max_pixels=self.max_pixels)
+        photo = decode(data, content_type, min_side=self.min_side, max_pixels=self.max_pixels,
+                       reduce_to=self.decode_side)
         decode_ms = (time.perf_counter() - started) * 1000
         analysis = self.analyze_photo(photo)
         analysis.timings_ms = {"decode": round(decode_ms, 2), **analysis.timings_ms}
@@ -71,7 +73,7 @@ class Pipeline:
             timings[stage] = round((now - clock) * 1000, 2)
             clock = now
 
-        measured = quality.measure(photo.image)
+        measured = quality.measure(photo.image, (photo.width, photo.height))
         rejection = quality.rejection(measured, self.limits)
         lap("quality")
         if rejection is not None:

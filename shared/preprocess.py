@@ -24,8 +24,11 @@ def resize_center_crop(image: Image.Image, size: int) -> np.ndarray:
 
 
 def to_tensor(pixels: np.ndarray, mean: tuple[float, ...], std: tuple[float, ...]) -> np.ndarray:
-    """uint8 HxWx3 (or NxHxWx3) RGB to float32 NCHW scaled to [0, 1] and normalised."""
+    """uint8 HxWx3 (or NxHxWx3) RGB to float32 NCHW scaled to [0, 1] and normalised: (x / 255 - mean) / std,
+    computed as one multiply and one subtraction into a contiguous array."""
     batch = pixels[None] if pixels.ndim == 3 else pixels
-    scaled = batch.astype(np.float32) / 255.0
-    scaled = (scaled - np.asarray(mean, np.float32)) / np.asarray(std, np.float32)
-    return np.ascontiguousarray(scaled.transpose(0, 3, 1, 2))
+    std32 = np.asarray(std, np.float32).reshape(1, 3, 1, 1)
+    out = np.empty((batch.shape[0], 3, batch.shape[1], batch.shape[2]), np.float32)
+    np.multiply(batch.transpose(0, 3, 1, 2), 1.0 / (255.0 * std32), out=out)
+    out -= np.asarray(mean, np.float32).reshape(1, 3, 1, 1) / std32
+    return out

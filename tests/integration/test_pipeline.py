@@ -16,6 +16,7 @@ from PIL import Image
 from scripts.sample import synthetic_lesion
 from shared import config
 from shared.errors import ServiceError
+from shared.imaging import decode
 from shared.pipeline import Pipeline
 from tests.conftest import REPO, encoded, jpeg_bytes
 
@@ -94,6 +95,15 @@ def test_every_format_phones_send_is_analysed(pipeline, fmt):
     assert analysis.status == "done", analysis.rejection
     if fmt == "exif-rotated":
         assert (analysis.result["quality"]["width"], analysis.result["quality"]["height"]) == (450, 600)
+
+
+def test_large_jpeg_is_analysed_from_a_reduced_decode_and_reports_its_own_size(pipeline):
+    large = synthetic_lesion(seed=11).resize((2400, 1800), Image.BICUBIC)
+    result = pipeline.analyze(jpeg_bytes(large)).result
+    assert (result["quality"]["width"], result["quality"]["height"]) == (2400, 1800)
+    direct = pipeline.analyze_photo(decode(jpeg_bytes(large))).result  # full decode, same models
+    for role in ("binary", "diagnosis", "check"):
+        assert result[role]["scores"] == pytest.approx(direct[role]["scores"], abs=0.05)
 
 
 def test_exif_rotation_changes_what_the_models_see(pipeline):

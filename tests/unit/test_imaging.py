@@ -124,3 +124,29 @@ def test_stored_jpeg_has_no_exif_location():
 def test_sniff_recognises_formats_from_bytes():
     assert sniff(jpeg_bytes(LESION)) == "jpeg" and sniff(encoded(LESION, "WEBP")) == "webp"
     assert sniff(b"GIF89a....") == "gif" and sniff(b"<!DOCTYPE html><html>") == "text"
+
+
+def test_reduced_decode_keeps_the_photos_own_size():
+    big = synthetic_lesion(1200, 900, seed=5)
+    photo = decode(jpeg_bytes(big), reduce_to=128)
+    assert photo.image.size == (300, 225)  # 1/4 scale keeps both sides >= 128; 1/8 would not
+    assert (photo.width, photo.height) == (1200, 900)
+    full = decode(jpeg_bytes(big))
+    reduced_then_resized = np.asarray(photo.image.resize((150, 112)), np.float32)
+    assert np.abs(reduced_then_resized - np.asarray(full.image.resize((150, 112)), np.float32)).mean() < 3
+
+
+def test_reduced_decode_with_exif_rotation_and_other_formats():
+    exif = Image.Exif()
+    exif[0x0112] = 6
+    photo = decode(jpeg_bytes(synthetic_lesion(1200, 900, seed=5), exif=exif.tobytes()), reduce_to=128)
+    assert photo.image.size == (225, 300) and (photo.width, photo.height) == (900, 1200)
+    png = decode(encoded(synthetic_lesion(1200, 900, seed=5), "PNG"), reduce_to=128)
+    assert png.image.size == (1200, 900)  # only JPEG decodes at a reduced scale
+    small = decode(jpeg_bytes(synthetic_lesion(200, 150, seed=5)), reduce_to=128)
+    assert small.image.size == (200, 150)
+
+
+def test_minimum_size_is_judged_on_the_photo_not_the_reduced_decode():
+    assert decode(jpeg_bytes(Image.new("RGB", (1024, 64), "white")), reduce_to=32).height == 64
+    assert code_of(jpeg_bytes(Image.new("RGB", (1024, 63), "white")), reduce_to=8) == (422, "image_too_small")
