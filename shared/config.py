@@ -52,7 +52,7 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("MAX_ATTEMPTS", "5", "Deliveries of one job before infer writes `failed`; match the queue's max attempts.", int),
     Setting("LEASE_SECONDS", "120", "How long a delivery holds a `processing` job before another may take it over.", int),
     Setting("STALE_AFTER_SECONDS", "3600", "A job not finished this long after its last change is reported `failed` (the queue gave up).", int),
-    Setting("BLUR_THRESHOLD", "3", "Variance of the Laplacian (256x256 greyscale resize) under which a photo is rejected as too blurry; tuned on HAM10000 by `scripts/tune_quality.py`.", float),
+    Setting("BLUR_THRESHOLD", "3.1", "Variance of the Laplacian (256x256 greyscale resize) under which a photo is rejected as too blurry; tuned on HAM10000 by `scripts/tune_quality.py`.", float),
     Setting("DARK_THRESHOLD", "25", "Mean brightness (0-255) under which a photo is rejected as too dark.", float),
     Setting("BRIGHT_THRESHOLD", "235", "Mean brightness (0-255) over which a photo is rejected as overexposed.", float),
     Setting("CONF_THRESHOLD", "0.7", "Confidence both the binary model and the check must reach for a conclusive result.", float),
