@@ -44,7 +44,7 @@ train: install  ## retrain the three models (about 70 min on 2 CPU cores); DATA=
 export: install  ## ONNX export, temperatures and models/manifest.json
 	$(PY) -m models.export $(if $(DATA),--data "$(DATA)")
 
-evaluate: install  ## metrics.json, MODEL_CARD.md and evaluation.png from the validation lesions
+evaluate: install  ## metrics.json, MODEL_CARD.md, evaluation.png and training.png from the validation lesions
 	$(PY) -m models.evaluate $(if $(DATA),--data "$(DATA)")
 
 config-table:  ## the README's configuration table

@@ -136,12 +136,13 @@ def load_weights(model: torch.nn.Module, source: Path) -> None:
 
 
 def train_one(name: str, data: Path, arch: str | None, epochs: int | None, batch_size: int, seed: int,
-              split_file: Path, resume: bool = False, lr: float | None = None) -> Path:
+              split_file: Path, resume: bool = False, lr: float | None = None, imgsz: int | None = None) -> Path:
     """Train one model; ``resume`` continues from its saved weights (and history) instead of starting afresh."""
     spec = dict(SPECS[name])
     arch = arch or spec["arch"]
     epochs = epochs or spec["epochs"]
     spec["lr"] = lr or spec["lr"]
+    spec["imgsz"] = imgsz or spec["imgsz"]
     labels, size, mean, std = spec["labels"], spec["imgsz"], spec["mean"], spec["std"]
     torch.manual_seed(seed)
     gen = torch.Generator().manual_seed(seed)
@@ -166,7 +167,7 @@ def train_one(name: str, data: Path, arch: str | None, epochs: int | None, batch
     if resume:
         load_weights(model, out)
         before = json.loads(out.with_suffix(".history.json").read_text())
-        earlier = [{"lr0": before["train_args"]["lr0"], **row} for row in before["history"]]
+        earlier = before["history"]
         print(f"[{name}] resuming from {out.name} after {len(earlier)} epochs", flush=True)
     elif spec.get("init_from"):
         source = weights_path(spec["init_from"], arch)
@@ -210,7 +211,8 @@ def train_one(name: str, data: Path, arch: str | None, epochs: int | None, batch
 
     final = copy.deepcopy(ema.module).eval()
     out.parent.mkdir(parents=True, exist_ok=True)
-    history = earlier + [{**row, "epoch": len(earlier) + row["epoch"], "lr0": spec["lr"]} for row in history]
+    history = earlier + [{**row, "epoch": len(earlier) + row["epoch"], "lr0": spec["lr"], "imgsz": size}
+                         for row in history]
     train_args = {"task": "classify", "model": arch, "data": str(data), "imgsz": size, "epochs": len(history),
                   "batch": batch_size, "seed": seed, "lr0": spec["lr"], "optimizer": "AdamW",
                   "sampling_power": SAMPLING_POWER, "mean": mean, "std": std, "labels": list(labels)}
@@ -223,7 +225,8 @@ def train_one(name: str, data: Path, arch: str | None, epochs: int | None, batch
                     "license": "CC BY-NC-SA 4.0 (trained on HAM10000)", "epoch": epochs, "best_fitness": None,
                     "model": final.half(), "ema": None, "updates": None, "optimizer": None,
                     "train_args": train_args, "train_metrics": history[-1]}, out)
-    out.with_suffix(".history.json").write_text(json.dumps({"train_args": train_args, "history": history}, indent=1))
+    history_text = json.dumps({"train_args": train_args, "history": history}, indent=1) + "\n"
+    out.with_suffix(".history.json").write_text(history_text)
     print(f"[{name}] wrote {out} ({out.stat().st_size / 2**20:.1f} MiB)", flush=True)
     return out
 
@@ -239,11 +242,13 @@ def main() -> None:
     parser.add_argument("--split-file", type=Path, default=MODELS_DIR / "split.csv")
     parser.add_argument("--resume", action="store_true", help="continue from the saved weights for --epochs more")
     parser.add_argument("--lr", type=float, help="peak learning rate (default: the model's own)")
+    parser.add_argument("--imgsz", type=int, help="input size (default: the model's own); with --resume, fine-tunes "
+                        "at the new size")
     args = parser.parse_args()
     torch.set_num_threads(int(os.environ.get("TRAIN_THREADS", os.cpu_count() or 1)))
     for name in SPECS if args.model == "all" else [args.model]:
         train_one(name, args.data, args.arch if name != "check" else None, args.epochs, args.batch, args.seed,
-                  args.split_file, args.resume, args.lr)
+                  args.split_file, args.resume, args.lr, args.imgsz)
 
 
 if __name__ == "__main__":
