@@ -41,8 +41,8 @@ class Pipeline:
     """Loads the models once; ``analyze`` is then safe to call for every photo (one at a time per instance)."""
 
     def __init__(self, config: Config):
-        self.threads = usable_cpus(config.MODEL_THREADS)
-        self.classifiers = load_classifiers(config.MODELS_DIR, config.MODEL_RUNTIME, self.threads)
+        self.classifiers = load_classifiers(config.MODELS_DIR, config.MODEL_RUNTIME, usable_cpus(config.MODEL_THREADS))
+        self.threads = self.classifiers["check"].threads  # the thread count the models really run with
         self.limits = quality.Thresholds(config.BLUR_THRESHOLD, config.DARK_THRESHOLD, config.BRIGHT_THRESHOLD)
         self.conf_threshold = config.CONF_THRESHOLD
         self.min_side = config.MIN_IMAGE_SIDE

@@ -69,6 +69,21 @@ def test_same_bytes_same_scores(pipeline):
         assert first[role] == second[role]
 
 
+def test_every_session_of_the_process_shares_one_thread_pool(pipeline):
+    """ONNX Runtime lets a process have one shared pool, and then every session must use it: a second pipeline
+    asking for another thread count runs on that pool, says so, and gives the same scores."""
+    from shared import classifiers
+
+    assert classifiers._pool_threads == pipeline.threads
+    assert all(not c.session.get_session_options().use_per_session_threads for c in pipeline.classifiers.values())
+    other = Pipeline(config.load({"MODEL_THREADS": str(pipeline.threads + 1)}))
+    assert other.threads == pipeline.threads
+    data = jpeg_bytes(LESION)
+    for role in ("binary", "diagnosis", "check"):
+        assert other.analyze(data).result[role]["scores"] == pytest.approx(
+            pipeline.analyze(data).result[role]["scores"], abs=1e-6)
+
+
 @pytest.mark.parametrize("fmt", ["PNG", "WEBP", "HEIF", "CMYK", "P+alpha", "16-bit", "grey", "exif-rotated"])
 def test_every_format_phones_send_is_analysed(pipeline, fmt):
     if fmt == "HEIF":

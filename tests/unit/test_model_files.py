@@ -4,13 +4,13 @@ import hashlib
 import json
 import subprocess
 
-import onnxruntime as ort
 import pytest
 import torch
 import torchvision
 
 from models.onnx_state_dict import state_dict_from_onnx
-from shared.classifiers import ROLES, load_manifest
+from shared.classifiers import ROLES, OnnxClassifier, load_manifest
+from shared.threads import usable_cpus
 from tests.conftest import REPO
 
 MODELS = REPO / "models"
@@ -43,7 +43,7 @@ def test_checksums_match_the_files(role):
 @pytest.mark.parametrize("role", ROLES)
 def test_onnx_files_are_classifiers_over_their_labels(role):
     entry = MANIFEST["models"][role]
-    session = ort.InferenceSession(str(MODELS / entry["file"]), providers=["CPUExecutionProvider"])
+    session = OnnxClassifier(load_manifest(MODELS)[role], threads=usable_cpus()).session
     (inp,), (out,) = session.get_inputs(), session.get_outputs()
     size = entry["input"]["size"]
     assert inp.name == "images" and inp.shape[1:] == [3, size, size]
