@@ -58,7 +58,7 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("CONF_THRESHOLD", "0.7", "Confidence both the binary model and the check must reach for a conclusive result.", float),
     Setting("MODEL_RUNTIME", "onnx", "`onnx` (ONNX Runtime, the default and the container's) or `torch` (YOLO .pt / ResNet50 state dict)."),
     Setting("MODELS_DIR", str(REPO_ROOT / "models"), "Folder that holds `manifest.json` and the weights it names."),
-    Setting("MODEL_THREADS", "0", "Intra-op threads per model; 0 = the CPUs this process may use (cgroup quota aware).", int),
+    Setting("MODEL_THREADS", "0", "Threads of the one ONNX Runtime pool the three models share (torch: its thread count); 0 = the CPUs this process may use (cgroup quota aware).", int),
     Setting("ALLOWED_ORIGINS", "", "Comma-separated browser origins allowed by CORS; empty allows none.", _list),
     Setting("LOG_LEVEL", "INFO", "Lowest severity written to the JSON log."),
 )
