@@ -85,7 +85,7 @@ def calibrate(probs: np.ndarray, temperature: float, logit_bias: tuple[float, ..
     return scaled / scaled.sum(axis=-1, keepdims=True)
 
 
-_pool_threads: int | None = None  # threads of the process's shared ONNX Runtime pool; 0: none could be made
+_pool_threads: int | None = None  # threads of the process's shared ONNX Runtime pool, once it exists
 
 
 def session_options(threads: int):
@@ -94,25 +94,17 @@ def session_options(threads: int):
     The three sessions run one after another. With a pool each, the idle pools' threads wake and compete for the
     same cores; one shared pool is measured faster (README, Performance). The first call creates the pool with
     ``threads``; ONNX Runtime then requires every session of the process to use it, so later calls get that
-    pool whatever they ask for. Where the runtime had already started without a shared pool, each session gets
-    its own pool of ``threads``, whose idle threads do not spin.
+    pool whatever they ask for.
     """
     import onnxruntime as ort
 
     global _pool_threads
     if _pool_threads is None:
-        try:
-            ort.set_global_thread_pool_sizes(threads, 1)
-            _pool_threads = threads
-        except Exception:  # noqa: BLE001 - the runtime's environment already exists without a shared pool
-            _pool_threads = 0
+        ort.set_global_thread_pool_sizes(threads, 1)
+        _pool_threads = threads
     options = ort.SessionOptions()
-    if _pool_threads:
-        options.use_per_session_threads = False
-        return options, _pool_threads
-    options.intra_op_num_threads, options.inter_op_num_threads = threads, 1
-    options.add_session_config_entry("session.intra_op.allow_spinning", "0")
-    return options, threads
+    options.use_per_session_threads = False
+    return options, _pool_threads
 
 
 class OnnxClassifier:
