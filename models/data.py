@@ -15,11 +15,11 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from shared.preprocess import resize_center_crop
+from shared.analysis.preprocess import resize_center_crop
+from shared.labels import BINARY_LABELS, DIAGNOSIS_LABELS, MALIGNANT, group_of
 
-DIAGNOSIS_LABELS = ("akiec", "bcc", "bkl", "df", "mel", "nv", "vasc")
-BINARY_LABELS = ("benign", "malignant")
-MALIGNANT = frozenset({"mel", "bcc", "akiec"})
+binary_label = group_of  # training's name for the grouping
+
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".webp", ".bmp"}
 
 
@@ -30,13 +30,6 @@ class Sample:
     lesion_id: str
     dx: str
     split: str  # "train" or "val"
-
-
-def binary_label(dx: str) -> str:
-    """Group a diagnosis into benign/malignant; a dataset already labelled that way passes through."""
-    if dx in BINARY_LABELS:
-        return dx
-    return "malignant" if dx in MALIGNANT else "benign"
 
 
 def lesion_split(lesion_id: str, val_percent: int, seed: str) -> str:

@@ -3,7 +3,7 @@ training.png.
 
     python -m models.evaluate [--data ../shared/data/ham10000]
 
-The models run exactly as the service runs them: ONNX Runtime through ``shared.classifiers``, then the
+The models run exactly as the service runs them: ONNX Runtime through ``shared.analysis.classifiers``, then the
 manifest's temperature and decision prior (``calibrate``).
 """
 
@@ -19,8 +19,8 @@ from sklearn.metrics import confusion_matrix, roc_auc_score, roc_curve
 
 from models.data import BINARY_LABELS, MALIGNANT, binary_label, load_pixels, load_samples, read_split
 from models.train import MODELS_DIR
-from shared.classifiers import calibrate, load_classifiers
-from shared.threads import usable_cpus
+from shared.analysis.classifiers import calibrate, load_classifiers
+from shared.analysis.threads import usable_cpus
 
 TARGETS = [  # (metric path, comparison, bound, wording)
     (("diagnosis", "accuracy"), ">=", 0.78, "diagnosis accuracy ≥ 0.78"),

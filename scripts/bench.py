@@ -57,7 +57,7 @@ COLD_START = """
 import time, resource, sys
 started = time.perf_counter()
 from shared import config
-from shared.pipeline import Pipeline
+from shared.analysis.pipeline import Pipeline
 pipeline = Pipeline(config.load())
 loaded = time.perf_counter()
 import psutil
@@ -87,9 +87,9 @@ def bench_pipeline(photo: bytes, runs: int, rounds: int = 5) -> dict:
     falls on both alike. Bare: one session run over and over on the input the pipeline feeds it (warm caches).
     In the pipeline: the same runs timed inside the analyses (caches left cold by the other stages)."""
     from shared import config
-    from shared.imaging import decode
-    from shared.pipeline import Pipeline
-    from shared.preprocess import resize_center_crop, to_tensor
+    from shared.analysis.imaging import decode
+    from shared.analysis.pipeline import Pipeline
+    from shared.analysis.preprocess import resize_center_crop, to_tensor
 
     pipeline = Pipeline(config.load())
     image = decode(photo, reduce_to=pipeline.decode_side).image  # what the pipeline's models are fed

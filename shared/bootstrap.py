@@ -56,7 +56,7 @@ class Dependencies:
 
     @functools.cached_property
     def pipeline(self):
-        from shared.pipeline import Pipeline
+        from shared.analysis.pipeline import Pipeline
 
         return Pipeline(self.config)
 

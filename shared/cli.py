@@ -9,7 +9,7 @@ from pathlib import Path
 
 from shared import config
 from shared.errors import ServiceError
-from shared.pipeline import Pipeline
+from shared.analysis.pipeline import Pipeline
 
 
 def main(argv: list[str] | None = None) -> int:

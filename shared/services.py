@@ -10,7 +10,8 @@ import time
 from dataclasses import dataclass, field
 from typing import Callable
 
-from shared import imaging, jobs
+from shared.analysis import imaging
+from shared.domain import jobs
 from shared.adapters.storage import PhotoNotFound
 from shared.errors import ServiceError, Unavailable
 

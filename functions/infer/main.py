@@ -2,7 +2,8 @@
 
 import functions_framework
 
-from shared import http, jobs, services
+from shared import http, services
+from shared.domain import jobs
 from shared.bootstrap import dependencies
 from shared.errors import ServiceError, invalid_request
 

@@ -5,8 +5,8 @@ import pytest
 from PIL import Image
 
 from scripts.sample import synthetic_lesion
-from shared.classifiers import load_classifiers
-from shared.preprocess import resize_center_crop
+from shared.analysis.classifiers import load_classifiers
+from shared.analysis.preprocess import resize_center_crop
 from tests.conftest import REPO
 
 MODELS = REPO / "models"

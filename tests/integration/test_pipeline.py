@@ -16,8 +16,8 @@ from PIL import Image
 from scripts.sample import synthetic_lesion
 from shared import config
 from shared.errors import ServiceError
-from shared.imaging import decode
-from shared.pipeline import Pipeline
+from shared.analysis.imaging import decode
+from shared.analysis.pipeline import Pipeline
 from tests.conftest import REPO, encoded, jpeg_bytes
 
 RESULT_FIELDS = {"quality", "binary", "diagnosis", "check", "conclusive", "models", "timingsMs"}
@@ -72,7 +72,7 @@ def test_same_bytes_same_scores(pipeline):
 def test_every_session_of_the_process_shares_one_thread_pool(pipeline):
     """ONNX Runtime lets a process have one shared pool, and then every session must use it: a second pipeline
     asking for another thread count runs on that pool, says so, and gives the same scores."""
-    from shared import classifiers
+    from shared.analysis import classifiers
 
     assert classifiers._pool_threads == pipeline.threads
     assert all(not c.session.get_session_options().use_per_session_threads for c in pipeline.classifiers.values())
@@ -168,7 +168,7 @@ def test_torch_runtime_gives_the_same_scores(pipeline, torch_pipeline):
 
 
 def test_torch_runtime_refuses_a_yolo_detection_model(tmp_path):
-    from shared.classifiers import ModelError, TorchClassifier, load_manifest
+    from shared.analysis.classifiers import ModelError, TorchClassifier, load_manifest
 
     pytest.importorskip("ultralytics")
     from ultralytics.nn.tasks import DetectionModel

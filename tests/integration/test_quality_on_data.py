@@ -5,9 +5,10 @@ import numpy as np
 from PIL import ImageFilter
 import pytest
 
-from shared import config, quality
-from shared.classifiers import load_manifest
-from shared.imaging import decode, encode_jpeg
+from shared import config
+from shared.analysis import quality
+from shared.analysis.classifiers import load_manifest
+from shared.analysis.imaging import decode, encode_jpeg
 from tests.conftest import NO_DATA, REPO, SHARED_DATA
 
 DECODE_SIDE = max(entry.size for entry in load_manifest(REPO / "models").values())  # as the pipeline decodes

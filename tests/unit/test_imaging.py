@@ -10,7 +10,7 @@ from PIL import Image
 
 from scripts.sample import synthetic_lesion
 from shared.errors import ServiceError
-from shared.imaging import decode, encode_jpeg, sniff
+from shared.analysis.imaging import decode, encode_jpeg, sniff
 from tests.conftest import encoded, jpeg_bytes
 
 LESION = synthetic_lesion(320, 240, seed=3)

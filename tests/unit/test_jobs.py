@@ -4,7 +4,7 @@ import datetime as dt
 
 import pytest
 
-from shared import jobs
+from shared.domain import jobs
 
 NOW = dt.datetime(2026, 11, 22, 12, 0, tzinfo=dt.timezone.utc)
 IMAGE = {"path": "uploads/u1/abc.jpg", "contentType": "image/jpeg", "sizeBytes": 10, "width": 600,

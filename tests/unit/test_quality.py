@@ -3,7 +3,8 @@
 from PIL import Image, ImageEnhance
 
 from scripts.sample import synthetic_lesion
-from shared import config, quality
+from shared import config
+from shared.analysis import quality
 
 LIMITS = quality.Thresholds(config.load({}).BLUR_THRESHOLD, config.load({}).DARK_THRESHOLD,
                             config.load({}).BRIGHT_THRESHOLD)

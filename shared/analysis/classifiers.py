@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
-from shared.preprocess import to_tensor
+from shared.analysis.preprocess import to_tensor
 
 ROLES = ("binary", "diagnosis", "check")
 
@@ -166,7 +166,7 @@ class TorchClassifier:
             _, self.sha256 = read_verified(entry.torch_file, entry.torch_sha256)
             state = self.torch.load(entry.torch_file, map_location="cpu", weights_only=True)
         else:  # the committed ResNet50 ships once, inside its ONNX file
-            from models.onnx_state_dict import state_dict_from_onnx
+            from shared.analysis.onnx_state_dict import state_dict_from_onnx
 
             _, self.sha256 = read_verified(entry.file, entry.sha256)
             state = state_dict_from_onnx(entry.file)

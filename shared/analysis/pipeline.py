@@ -7,15 +7,13 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from shared import quality
-from shared.classifiers import calibrate, load_classifiers
+from shared.analysis import quality
+from shared.analysis.classifiers import calibrate, load_classifiers
 from shared.config import Config
-from shared.imaging import Photo, decode
-from shared.preprocess import resize_center_crop
-from shared.threads import usable_cpus
-
-MALIGNANT = frozenset({"mel", "bcc", "akiec"})
-
+from shared.labels import group_of
+from shared.analysis.imaging import Photo, decode
+from shared.analysis.preprocess import resize_center_crop
+from shared.analysis.threads import usable_cpus
 
 @dataclass
 class Analysis:
@@ -23,12 +21,6 @@ class Analysis:
     result: dict | None = None
     rejection: dict | None = None
     timings_ms: dict = field(default_factory=dict)
-
-
-def group_of(label: str) -> str:
-    if label in ("benign", "malignant"):
-        return label
-    return "malignant" if label in MALIGNANT else "benign"
 
 
 def prediction(labels: tuple[str, ...], probs: np.ndarray, model_name: str) -> dict:

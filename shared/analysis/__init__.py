@@ -1,0 +1,1 @@
+"""The analysis: image bytes in, a result or a rejection out (decoding, quality gate, models). No cloud involved."""
