@@ -45,8 +45,9 @@ class Dependencies:
         from shared.adapters import tasks
 
         client = tasks.make_client(self.config.CLOUD_TASKS_EMULATOR_HOST)
-        return tasks.TaskQueue(client, self.config.TASKS_QUEUE, self.config.INFER_URL,
-                               self.config.TASKS_SERVICE_ACCOUNT)
+        return tasks.TaskQueue(
+            client, self.config.TASKS_QUEUE, self.config.INFER_URL, self.config.TASKS_SERVICE_ACCOUNT
+        )
 
     @functools.cached_property
     def tokens(self):

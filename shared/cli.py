@@ -28,7 +28,9 @@ def main(argv: list[str] | None = None) -> int:
             report["result" if analysis.result else "rejection"] = analysis.result or analysis.rejection
         except (OSError, ServiceError) as exc:
             failed = True
-            error = exc.body()["error"] if isinstance(exc, ServiceError) else {"code": "unreadable", "message": str(exc)}
+            error = (
+                exc.body()["error"] if isinstance(exc, ServiceError) else {"code": "unreadable", "message": str(exc)}
+            )
             report = {"photo": str(path), "status": "error", "error": error}
         print(json.dumps(report, indent=2 if len(args.photos) == 1 else None))
     return 1 if failed else 0

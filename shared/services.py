@@ -37,6 +37,7 @@ def not_found() -> ServiceError:
 
 # -- upload ------------------------------------------------------------------------------------------------
 
+
 def upload(deps, uid: str, data: bytes, content_type: str | None, idempotency_key: str | None) -> Outcome:
     config = deps.config
     job_id = jobs.new_job_id(uid, idempotency_key)
@@ -49,13 +50,23 @@ def upload(deps, uid: str, data: bytes, content_type: str | None, idempotency_ke
     now = utcnow()
     retry_after = deps.quotas.take(uid, config.UPLOADS_PER_USER_PER_HOUR, now)
     if retry_after:
-        raise ServiceError(429, "rate_limited", f"Upload limit of {config.UPLOADS_PER_USER_PER_HOUR} photos an "
-                           "hour reached; try again later.", {"Retry-After": str(retry_after)})
+        raise ServiceError(
+            429,
+            "rate_limited",
+            f"Upload limit of {config.UPLOADS_PER_USER_PER_HOUR} photos an hour reached; try again later.",
+            {"Retry-After": str(retry_after)},
+        )
 
     stored = imaging.encode_jpeg(photo.image)  # no metadata kept: no EXIF location
     path = f"uploads/{uid}/{job_id}.jpg"
-    image = {"path": path, "contentType": "image/jpeg", "sizeBytes": len(stored), "width": photo.width,
-             "height": photo.height, "sha256": hashlib.sha256(stored).hexdigest()}
+    image = {
+        "path": path,
+        "contentType": "image/jpeg",
+        "sizeBytes": len(stored),
+        "width": photo.width,
+        "height": photo.height,
+        "sha256": hashlib.sha256(stored).hexdigest(),
+    }
     deps.photos.put(path, stored, "image/jpeg")
     try:
         created = deps.jobs.create(job_id, jobs.new_job(uid, image, now, config.JOB_TTL_DAYS))
@@ -71,15 +82,23 @@ def upload(deps, uid: str, data: bytes, content_type: str | None, idempotency_ke
             _forget(deps, job_id, path)
         raise  # with a key, the retry finds the queued job and enqueues it
     status_url = f"{config.STATUS_URL.rstrip('/')}/{job_id}"
-    return Outcome(202, {"jobId": job_id, "status": jobs.QUEUED, "statusUrl": status_url},
-                   {"Location": status_url}, {"jobId": job_id, "uid": uid, "status": jobs.QUEUED})
+    return Outcome(
+        202,
+        {"jobId": job_id, "status": jobs.QUEUED, "statusUrl": status_url},
+        {"Location": status_url},
+        {"jobId": job_id, "uid": uid, "status": jobs.QUEUED},
+    )
 
 
 def _replay(deps, job_id: str, job: dict) -> Outcome:
     if job["status"] == jobs.QUEUED:
         deps.queue.enqueue(job_id)  # the first attempt may have stopped before its task was created
-    return Outcome(200, jobs.public_view(job_id, job), {},
-                   {"jobId": job_id, "uid": job["ownerUid"], "status": job["status"], "replay": True})
+    return Outcome(
+        200,
+        jobs.public_view(job_id, job),
+        {},
+        {"jobId": job_id, "uid": job["ownerUid"], "status": job["status"], "replay": True},
+    )
 
 
 def _forget(deps, job_id: str | None, path: str) -> None:
@@ -93,6 +112,7 @@ def _forget(deps, job_id: str | None, path: str) -> None:
 
 # -- infer -------------------------------------------------------------------------------------------------
 
+
 def deliver(deps, pipeline: Callable, job_id: str, retry_count: int) -> Outcome:
     """One Cloud Tasks delivery of a job: claim it, analyse the photo, write the outcome once."""
     config = deps.config
@@ -102,8 +122,11 @@ def deliver(deps, pipeline: Callable, job_id: str, retry_count: int) -> Outcome:
     if decision.action == "unknown":
         return Outcome(200, {"jobId": job_id, "status": "unknown"}, log=log | {"status": "unknown"})
     if decision.action == "finished":
-        return Outcome(200, {"jobId": job_id, "status": snapshot.data["status"]},
-                       log=log | {"status": snapshot.data["status"], "duplicate": True})
+        return Outcome(
+            200,
+            {"jobId": job_id, "status": snapshot.data["status"]},
+            log=log | {"status": snapshot.data["status"], "duplicate": True},
+        )
     if decision.action == "busy":
         raise ServiceError(409, "busy", "Another delivery is analysing this job; retry later.")
     claimed_at = deps.jobs.update_if_unchanged(job_id, decision.fields, snapshot.update_time)
@@ -115,8 +138,11 @@ def deliver(deps, pipeline: Callable, job_id: str, retry_count: int) -> Outcome:
     try:
         analysis = pipeline(deps.photos.get(job["image"]["path"]))
     except PhotoNotFound:
-        fields = jobs.finish(jobs.FAILED, utcnow(), error={
-            "code": "image_missing", "message": "The stored photo is gone; upload it again."})
+        fields = jobs.finish(
+            jobs.FAILED,
+            utcnow(),
+            error={"code": "image_missing", "message": "The stored photo is gone; upload it again."},
+        )
     except ServiceError as exc:
         if isinstance(exc, Unavailable) and not last_attempt:
             deps.jobs.update_if_unchanged(job_id, jobs.release(utcnow(), exc.body()["error"]), claimed_at)
@@ -150,6 +176,7 @@ def _claim_or_wait(deps, job_id: str, owner: str):
 
 
 # -- status ------------------------------------------------------------------------------------------------
+
 
 def read(deps, uid: str, job_id: str) -> Outcome:
     snapshot = _owned(deps, uid, job_id)

@@ -11,8 +11,16 @@ from google.cloud import firestore
 from shared.errors import Unavailable
 
 TIMEOUT = 10.0
-TRANSIENT = (gexc.ServiceUnavailable, gexc.DeadlineExceeded, gexc.InternalServerError, gexc.Unknown,
-             gexc.RetryError, gexc.TooManyRequests, gexc.Aborted, gexc.ResourceExhausted)
+TRANSIENT = (
+    gexc.ServiceUnavailable,
+    gexc.DeadlineExceeded,
+    gexc.InternalServerError,
+    gexc.Unknown,
+    gexc.RetryError,
+    gexc.TooManyRequests,
+    gexc.Aborted,
+    gexc.ResourceExhausted,
+)
 
 
 def make_client(project: str, emulator_host: str) -> firestore.Client:
@@ -89,12 +97,15 @@ class QuotaStore:
                 count = data.get("count", 0) if data.get("window") == window else 0
                 if count >= limit:
                     return max(1, int((window + dt.timedelta(hours=1) - now).total_seconds()))
-                fields = {"window": window, "count": count + 1,
-                          "expireAt": window + dt.timedelta(hours=2)}
+                fields = {"window": window, "count": count + 1, "expireAt": window + dt.timedelta(hours=2)}
                 try:
                     if snap.exists:
-                        ref.update(fields, option=self.client.write_option(last_update_time=snap.update_time),
-                                   timeout=TIMEOUT, retry=None)
+                        ref.update(
+                            fields,
+                            option=self.client.write_option(last_update_time=snap.update_time),
+                            timeout=TIMEOUT,
+                            retry=None,
+                        )
                     else:
                         ref.create(fields, timeout=TIMEOUT, retry=None)
                     return 0

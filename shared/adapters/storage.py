@@ -15,8 +15,9 @@ TRANSIENT = (gexc.GoogleAPICallError, gexc.RetryError, requests.exceptions.Reque
 
 def make_client(project: str, emulator_host: str) -> storage.Client:
     if emulator_host:
-        return storage.Client(project=project, credentials=AnonymousCredentials(),
-                              client_options={"api_endpoint": emulator_host})
+        return storage.Client(
+            project=project, credentials=AnonymousCredentials(), client_options={"api_endpoint": emulator_host}
+        )
     return storage.Client(project=project)
 
 

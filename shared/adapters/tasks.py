@@ -30,9 +30,12 @@ class TaskQueue:
 
     def enqueue(self, job_id: str) -> None:
         """Create the task named after the job (the real service refuses a second task of that name)."""
-        request = {"url": self.target_url, "http_method": tasks_v2.HttpMethod.POST,
-                   "headers": {"Content-Type": "application/json"},
-                   "body": json.dumps({"jobId": job_id}).encode()}
+        request = {
+            "url": self.target_url,
+            "http_method": tasks_v2.HttpMethod.POST,
+            "headers": {"Content-Type": "application/json"},
+            "body": json.dumps({"jobId": job_id}).encode(),
+        }
         if self.service_account:
             request["oidc_token"] = {"service_account_email": self.service_account, "audience": self.target_url}
         task = {"name": f"{self.queue}/tasks/{job_id}", "http_request": request}

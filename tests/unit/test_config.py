@@ -14,7 +14,9 @@ def test_defaults_parse():
 
 def test_environment_overrides_and_bad_values_name_the_variable():
     assert config.load({"ALLOWED_ORIGINS": "https://a.example, https://b.example"}).ALLOWED_ORIGINS == (
-        "https://a.example", "https://b.example")
+        "https://a.example",
+        "https://b.example",
+    )
     with pytest.raises(ValueError, match="MAX_ATTEMPTS"):
         config.load({"MAX_ATTEMPTS": "five"})
 

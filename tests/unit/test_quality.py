@@ -6,8 +6,9 @@ from scripts.sample import synthetic_lesion
 from shared import config
 from shared.analysis import quality
 
-LIMITS = quality.Thresholds(config.load({}).BLUR_THRESHOLD, config.load({}).DARK_THRESHOLD,
-                            config.load({}).BRIGHT_THRESHOLD)
+LIMITS = quality.Thresholds(
+    config.load({}).BLUR_THRESHOLD, config.load({}).DARK_THRESHOLD, config.load({}).BRIGHT_THRESHOLD
+)
 
 
 def test_sharp_photo_passes_and_is_reported():
