@@ -6,10 +6,11 @@ import argparse
 import json
 import sys
 from pathlib import Path
+from typing import Any
 
 from shared import config
-from shared.errors import ServiceError
 from shared.analysis.pipeline import Pipeline
+from shared.errors import ServiceError
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -24,7 +25,7 @@ def main(argv: list[str] | None = None) -> int:
     for path in args.photos:
         try:
             analysis = pipeline.analyze(path.read_bytes())
-            report = {"photo": str(path), "status": analysis.status}
+            report: dict[str, Any] = {"photo": str(path), "status": analysis.status}
             report["result" if analysis.result else "rejection"] = analysis.result or analysis.rejection
         except (OSError, ServiceError) as exc:
             failed = True

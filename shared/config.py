@@ -94,7 +94,7 @@ class Config:
         "onnx",
         "`onnx` (ONNX Runtime, the default and the container's) or `torch` (YOLO .pt / ResNet50 state dict).",
     )
-    MODELS_DIR: str = setting(str(REPO_ROOT / "models"), "Folder that holds `manifest.json` and the weights it names.")
+    MODELS_DIR: Path = setting(str(REPO_ROOT / "models"), "Folder that holds `manifest.json` and the weights it names.")
     MODEL_THREADS: int = setting(
         "0",
         "Threads of the one ONNX Runtime pool the three models share (torch: its thread count); 0 = the CPUs this "
@@ -114,6 +114,7 @@ PARSERS: dict[object, typing.Callable[[str], object]] = {
     str: str,
     int: int,
     float: float,
+    Path: Path,
     bool: _bool,
     tuple[str, ...]: _list,
 }

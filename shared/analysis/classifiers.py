@@ -195,7 +195,7 @@ class TorchClassifier:
 
 
 def load_classifiers(models_dir: Path, runtime: str, threads: int) -> dict[str, OnnxClassifier | TorchClassifier]:
-    kinds = {"onnx": OnnxClassifier, "torch": TorchClassifier}
+    kinds: dict[str, type[OnnxClassifier] | type[TorchClassifier]] = {"onnx": OnnxClassifier, "torch": TorchClassifier}
     if runtime not in kinds:
         raise ModelError(f"MODEL_RUNTIME={runtime!r}: use 'onnx' or 'torch'.")
     entries = load_manifest(models_dir)

@@ -11,16 +11,12 @@ import warnings
 from dataclasses import dataclass
 
 import numpy as np
+import pillow_heif
 from PIL import Image, ImageOps
 
 from shared.errors import ServiceError
 
-try:  # HEIC/HEIF, what iPhones send
-    import pillow_heif
-
-    pillow_heif.register_heif_opener()
-except ImportError:  # pragma: no cover - pillow-heif is in every requirements file
-    pillow_heif = None
+pillow_heif.register_heif_opener()  # HEIC/HEIF, what iPhones send
 
 Image.MAX_IMAGE_PIXELS = None  # the limit is ours (MAX_IMAGE_PIXELS), checked before decoding
 
@@ -128,7 +124,7 @@ def decode(
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            image = Image.open(io.BytesIO(data))
+            image: Image.Image = Image.open(io.BytesIO(data))
             width, height = image.size
             if width * height > max_pixels:
                 raise ServiceError(

@@ -14,7 +14,6 @@ import onnx
 import torch
 from onnx import numpy_helper
 
-
 PREFIX = "model."  # models.export wraps the network in a module whose attribute is ``model``
 
 

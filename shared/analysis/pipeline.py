@@ -9,11 +9,11 @@ import numpy as np
 
 from shared.analysis import quality
 from shared.analysis.classifiers import calibrate, load_classifiers
-from shared.config import Config
-from shared.labels import group_of
 from shared.analysis.imaging import Photo, decode
 from shared.analysis.preprocess import resize_center_crop
 from shared.analysis.threads import usable_cpus
+from shared.config import Config
+from shared.labels import group_of
 
 
 @dataclass

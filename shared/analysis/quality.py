@@ -21,7 +21,7 @@ class Quality:
 def measure(image: Image.Image, size: tuple[int, int] | None = None) -> Quality:
     """Blur and brightness of ``image``; ``size``: the photo's own, when ``image`` is a reduced decode."""
     width, height = size or image.size
-    grey = np.asarray(image.convert("L").resize((GATE_SIZE, GATE_SIZE), Image.BILINEAR), dtype=np.float32)
+    grey = np.asarray(image.convert("L").resize((GATE_SIZE, GATE_SIZE), Image.Resampling.BILINEAR), dtype=np.float32)
     laplacian = grey[:-2, 1:-1] + grey[2:, 1:-1]  # 4-neighbour Laplacian, summed in place (a third of the time)
     laplacian += grey[1:-1, :-2]
     laplacian += grey[1:-1, 2:]
