@@ -5,13 +5,13 @@ from __future__ import annotations
 import io
 import json
 import time
-from typing import Callable
+from collections.abc import Callable
 
 from werkzeug.formparser import parse_form_data
 from werkzeug.wrappers import Request
 
 from shared.errors import ServiceError, invalid_request
-from shared.services import Outcome
+from shared.usecases import Outcome
 
 ALLOWED_HEADERS = "Authorization, Content-Type, Idempotency-Key"
 MULTIPART_OVERHEAD = 64 * 1024

@@ -9,6 +9,7 @@ from google.auth.credentials import AnonymousCredentials
 from google.cloud import firestore
 
 from shared.errors import Unavailable
+from shared.ports import Snapshot, UpdateTime
 
 TIMEOUT = 10.0
 TRANSIENT = (
@@ -27,14 +28,6 @@ def make_client(project: str, emulator_host: str) -> firestore.Client:
     if emulator_host:
         return firestore.Client(project=project, credentials=AnonymousCredentials())
     return firestore.Client(project=project)
-
-
-class Snapshot:
-    """A document's data and the update time a conditional write must match."""
-
-    def __init__(self, data: dict, update_time):
-        self.data = data
-        self.update_time = update_time
 
 
 class JobStore:
@@ -62,7 +55,7 @@ class JobStore:
         except TRANSIENT as exc:
             raise Unavailable("Firestore") from exc
 
-    def update_if_unchanged(self, job_id: str, fields: dict, update_time):
+    def update_if_unchanged(self, job_id: str, fields: dict, update_time: UpdateTime) -> UpdateTime | None:
         """Write ``fields`` only if nobody wrote since ``update_time``; the new update time, or None."""
         option = self.client.write_option(last_update_time=update_time)
         try:
@@ -93,7 +86,7 @@ class QuotaStore:
         try:
             for _ in range(10):
                 snap = ref.get(timeout=TIMEOUT, retry=None)
-                data = snap.to_dict() if snap.exists else {}
+                data = (snap.to_dict() or {}) if snap.exists else {}
                 count = data.get("count", 0) if data.get("window") == window else 0
                 if count >= limit:
                     return max(1, int((window + dt.timedelta(hours=1) - now).total_seconds()))
