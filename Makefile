@@ -21,10 +21,10 @@ $(VENV)/.installed: requirements.txt functions/upload/requirements.txt functions
 install: $(VENV)/.installed .venv-tasks/.installed
 
 up: install  ## start the local stack (emulators + the three functions) on 127.0.0.1
-	$(PY) scripts/stack.py up
+	$(PY) -m devstack.stack up
 
 down:  ## stop exactly what `make up` started
-	@if [ -x $(PY) ]; then $(PY) scripts/stack.py down; fi
+	@if [ -x $(PY) ]; then $(PY) -m devstack.stack down; fi
 
 demo: install  ## stack up, analyse IMAGE (or a generated sample), print the result, stack down
 	$(PY) scripts/demo.py $(if $(IMAGE),--image "$(IMAGE)")

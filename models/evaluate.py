@@ -261,7 +261,7 @@ def check_limits(metrics: dict, histories: dict, experiments: dict) -> str:
 
 def card(metrics: dict, manifest: dict, histories: dict, experiments: dict, models_dir: Path) -> str:
     d, b, c = metrics["diagnosis"], metrics["binary"], metrics["check"]
-    pct = lambda v: f"{100 * v:.1f} %"  # noqa: E731
+    pct = lambda v: f"{100 * v:.1f} %"
     rows = "\n".join(
         f"| {t['target']} | {t['value']:.3f} | {'met' if t['met'] else '**not met**'} |" for t in metrics["targets"]
     )
@@ -276,7 +276,7 @@ def card(metrics: dict, manifest: dict, histories: dict, experiments: dict, mode
         f"{learning_rates(h)} | {sum(row['seconds'] for row in h['history']) / 60:.0f} min |"
         for role, h in histories.items()
     )
-    recalls = lambda m: ", ".join(f"{k} {v:.2f}" for k, v in m["recall"].items())  # noqa: E731
+    recalls = lambda m: ", ".join(f"{k} {v:.2f}" for k, v in m["recall"].items())
     studies = {role: m["precision_study"] for role, m in manifest["models"].items()}
     precision_rows = "\n".join(
         f"| {role} | {name} | {v['mib']} MiB | {v['balanced_accuracy']:.4f} | {v['auc']:.4f} | {v['ms_per_image']} | "

@@ -27,8 +27,8 @@ from onnx import TensorProto, helper, numpy_helper
 from sklearn.metrics import roc_auc_score
 
 from models.data import BINARY_LABELS, DIAGNOSIS_LABELS, binary_label, load_pixels, load_samples, read_split
-from shared.analysis.onnx_state_dict import state_dict_from_onnx
 from models.train import MODELS_DIR, SPECS, balanced_accuracy, build_model, logits_of, weights_path
+from shared.analysis.onnx_state_dict import state_dict_from_onnx
 from shared.analysis.preprocess import to_tensor
 from shared.analysis.threads import usable_cpus
 

@@ -84,7 +84,7 @@ def logits_of(model: torch.nn.Module, x: torch.Tensor) -> torch.Tensor:
 def augment(x: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
     """Dermoscopy-safe augmentation of a float batch in [0, 1]: any rotation, flip, zoom, shift, colour."""
     batch = x.shape[0]
-    uniform = lambda lo, hi: lo + (hi - lo) * torch.rand(batch, generator=gen)  # noqa: E731
+    uniform = lambda lo, hi: lo + (hi - lo) * torch.rand(batch, generator=gen)
     angle = uniform(0, 2 * math.pi)
     zoom = uniform(0.8, 1.05)
     flip = torch.where(torch.rand(batch, generator=gen) < 0.5, -1.0, 1.0)
@@ -271,7 +271,7 @@ def train_one(
 
         torch.save(
             {
-                "date": dt.datetime.now(dt.timezone.utc).isoformat(),
+                "date": dt.datetime.now(dt.UTC).isoformat(),
                 "version": ultralytics.__version__,
                 "license": "CC BY-NC-SA 4.0 (trained on HAM10000)",
                 "epoch": epochs,

@@ -26,7 +26,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from scripts.sample import synthetic_lesion  # noqa: E402
+from devstack.sample import synthetic_lesion
 
 PHONE_PHOTOS = REPO.parent / "shared/data/ham10000-600x450/images"
 TERMINAL = {"done", "rejected", "failed"}
@@ -120,7 +120,7 @@ def bench_pipeline(photo: bytes, runs: int, rounds: int = 5) -> dict:
                 tic = time.perf_counter()
                 session.run(None, {input_name: feeds[role]})
                 bare[role].append((time.perf_counter() - tic) * 1000)
-    median = lambda values: round(statistics.median(values), 2)  # noqa: E731
+    median = lambda values: round(statistics.median(values), 2)
     p50, bare_p50 = statistics.median(totals), {role: median(times) for role, times in bare.items()}
     bare_sum = sum(bare_p50.values())
     outside = [total - sum(times[i] for times in in_pipeline.values()) for i, total in enumerate(totals)]
@@ -184,7 +184,7 @@ def bench_stack(photo: bytes, uploads: int, listens: int, load_total: int, load_
     from google.cloud import firestore
     from google.cloud.firestore_v1.base_query import FieldFilter
 
-    from scripts.stack import Stack, service_env
+    from devstack.stack import Stack, service_env
     from shared.tokens import emulator_token
 
     ports = {
@@ -237,7 +237,9 @@ def bench_stack(photo: bytes, uploads: int, listens: int, load_total: int, load_
                 db.collection("jobs")
                 .document(job_id)
                 .on_snapshot(
-                    lambda snaps, *_: seen.set() if any(s.to_dict()["status"] in TERMINAL for s in snaps) else None
+                    lambda snaps, *_, seen=seen: (
+                        seen.set() if any(s.to_dict()["status"] in TERMINAL for s in snaps) else None
+                    )
                 )
             )
             assert seen.wait(60)

@@ -15,9 +15,9 @@ from pathlib import Path
 import requests
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from scripts.sample import synthetic_lesion  # noqa: E402
-from scripts.stack import Stack, service_env  # noqa: E402
-from shared.tokens import emulator_token  # noqa: E402
+from devstack.sample import synthetic_lesion
+from devstack.stack import Stack, service_env
+from shared.tokens import emulator_token
 
 
 def show(job: dict) -> None:

@@ -19,9 +19,9 @@ import numpy as np
 from PIL import ImageFilter
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from shared.analysis.classifiers import load_manifest  # noqa: E402
-from shared.analysis.imaging import decode, encode_jpeg  # noqa: E402
-from shared.analysis.quality import measure  # noqa: E402
+from shared.analysis.classifiers import load_manifest
+from shared.analysis.imaging import decode, encode_jpeg
+from shared.analysis.quality import measure
 
 REPO = Path(__file__).resolve().parent.parent
 

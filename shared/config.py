@@ -145,6 +145,11 @@ def load(environ: Mapping[str, str] | None = None) -> Config:
     return Config(**values)
 
 
+def defaults() -> dict[str, str]:
+    """Each variable's default, as written in the environment."""
+    return {field.name: field.metadata["default"] for field in fields()}
+
+
 def markdown_table() -> str:
     lines = ["| variable | default | meaning |", "|---|---|---|"]
     for field in fields():

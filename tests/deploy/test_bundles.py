@@ -20,7 +20,7 @@ from pathlib import Path
 import pytest
 import requests
 
-from scripts.sample import synthetic_lesion
+from devstack.sample import synthetic_lesion
 
 REPO = Path(__file__).resolve().parents[2]
 VENVS = REPO / "build" / "test-venvs"

@@ -15,7 +15,7 @@ from google.auth.credentials import AnonymousCredentials
 from google.cloud import firestore, storage, tasks_v2
 from google.cloud.tasks_v2.services.cloud_tasks.transports import CloudTasksGrpcTransport
 
-from scripts.stack import FUNCTIONS, Stack, service_env, settings
+from devstack.stack import FUNCTIONS, Stack, service_env, settings
 from shared.tokens import emulator_token
 
 TERMINAL = {"done", "rejected", "failed"}

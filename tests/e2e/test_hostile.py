@@ -3,7 +3,6 @@ the `jobs` collection and the queue exactly as they were."""
 
 from __future__ import annotations
 
-import io
 import socket
 import struct
 import zlib
@@ -13,7 +12,7 @@ import pytest
 import requests
 from PIL import Image
 
-from scripts.sample import synthetic_lesion
+from devstack.sample import synthetic_lesion
 from tests.conftest import encoded, jpeg_bytes
 
 LESION = synthetic_lesion(320, 240, seed=5)
@@ -23,7 +22,7 @@ MAX = 10 * 1024 * 1024
 
 def png_bomb(width: int, height: int) -> bytes:
     """A valid small PNG whose header declares width x height; its zlib stream would inflate to gigabytes."""
-    chunk = lambda kind, body: struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body))  # noqa: E731
+    chunk = lambda kind, body: struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body))
     rows = zlib.compress(b"\x00" * (width * 3 + 1) * 64, 9)
     return (
         b"\x89PNG\r\n\x1a\n"

@@ -96,7 +96,7 @@ def test_cors_preflight_and_allow_list(api):
 
 def test_upload_quota_holds_in_firestore_and_answers_429(api, sharp_jpeg):
     limit = 60
-    now = dt.datetime.now(dt.timezone.utc)
+    now = dt.datetime.now(dt.UTC)
     window = now.replace(minute=0, second=0, microsecond=0)
     # as if other instances had taken all but one upload this hour
     api.db.collection("quotas").document("quinn").set(

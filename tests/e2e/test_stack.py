@@ -26,7 +26,7 @@ def listening(pid: int) -> set[str]:
 def stack_cli(api, command: str) -> str:
     env = {**api.stack.environ, "PYTHONPATH": str(REPO)}
     return subprocess.run(
-        [sys.executable, "scripts/stack.py", command],
+        [sys.executable, "-m", "devstack.stack", command],
         cwd=REPO,
         env=env,
         check=True,

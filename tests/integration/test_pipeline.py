@@ -13,11 +13,11 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from scripts.sample import synthetic_lesion
+from devstack.sample import synthetic_lesion
 from shared import config
-from shared.errors import ServiceError
 from shared.analysis.imaging import decode
 from shared.analysis.pipeline import Pipeline
+from shared.errors import ServiceError
 from tests.conftest import REPO, encoded, jpeg_bytes
 
 RESULT_FIELDS = {"quality", "binary", "diagnosis", "check", "conclusive", "models", "timingsMs"}

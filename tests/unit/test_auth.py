@@ -30,7 +30,7 @@ def test_valid_emulator_token(emulator_mode):
 
 
 def forged(**claims) -> str:
-    segment = lambda obj: base64.urlsafe_b64encode(json.dumps(obj).encode()).rstrip(b"=").decode()  # noqa: E731
+    segment = lambda obj: base64.urlsafe_b64encode(json.dumps(obj).encode()).rstrip(b"=").decode()
     return f"{segment({'alg': 'none', 'typ': 'JWT'})}.{segment(claims)}."
 
 

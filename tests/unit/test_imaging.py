@@ -8,9 +8,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from scripts.sample import synthetic_lesion
-from shared.errors import ServiceError
+from devstack.sample import synthetic_lesion
 from shared.analysis.imaging import decode, encode_jpeg, sniff
+from shared.errors import ServiceError
 from tests.conftest import encoded, jpeg_bytes
 
 LESION = synthetic_lesion(320, 240, seed=3)
@@ -74,7 +74,7 @@ def test_transparent_pixels_are_composited_on_white():
 def png_header_only(width: int, height: int) -> bytes:
     """A PNG that claims a huge size: the bomb must be refused from its header alone."""
     ihdr = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
-    chunk = lambda kind, body: struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body))  # noqa: E731
+    chunk = lambda kind, body: struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body))
     return (
         b"\x89PNG\r\n\x1a\n"
         + chunk(b"IHDR", ihdr)

@@ -6,7 +6,7 @@ import pytest
 
 from shared.domain import jobs
 
-NOW = dt.datetime(2026, 11, 22, 12, 0, tzinfo=dt.timezone.utc)
+NOW = dt.datetime(2026, 11, 22, 12, 0, tzinfo=dt.UTC)
 IMAGE = {
     "path": "uploads/u1/abc.jpg",
     "contentType": "image/jpeg",

@@ -8,8 +8,8 @@ import pytest
 import torch
 import torchvision
 
-from shared.analysis.onnx_state_dict import state_dict_from_onnx
 from shared.analysis.classifiers import ROLES, OnnxClassifier, load_manifest
+from shared.analysis.onnx_state_dict import state_dict_from_onnx
 from shared.analysis.threads import usable_cpus
 from tests.conftest import REPO
 

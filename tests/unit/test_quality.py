@@ -2,7 +2,7 @@
 
 from PIL import Image, ImageEnhance
 
-from scripts.sample import synthetic_lesion
+from devstack.sample import synthetic_lesion
 from shared import config
 from shared.analysis import quality
 

@@ -1,6 +1,6 @@
 """The local stack: Firestore, Storage and Cloud Tasks emulators and the three functions, on 127.0.0.1.
 
-    python scripts/stack.py up | down | status | env
+    python -m devstack.stack up | down | status | env
 
 Each part runs in its own process group; its pid is recorded in ``<state>/pids.json`` and ``down`` stops exactly
 those groups. Logs go to ``<state>/logs/``. ``up`` after a crash or a ``down`` starts what is not running.
@@ -20,6 +20,8 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 
+from shared import config
+
 REPO = Path(__file__).resolve().parent.parent
 DEFAULTS = {
     "STACK_DIR": str(REPO / ".stack"),
@@ -30,12 +32,14 @@ DEFAULTS = {
     "UPLOAD_PORT": "8091",
     "INFER_PORT": "8092",
     "STATUS_PORT": "8093",
-    "GOOGLE_CLOUD_PROJECT": "demo-skin",
-    "STORAGE_BUCKET": "demo-skin.appspot.com",
+    "GOOGLE_CLOUD_PROJECT": config.defaults()["GOOGLE_CLOUD_PROJECT"],
+    "STORAGE_BUCKET": config.defaults()["STORAGE_BUCKET"],
     # The emulator retries a failed task at once (no backoff), so locally a job gets more, faster attempts.
     "MAX_ATTEMPTS": "100",
     "LEASE_SECONDS": "10",
 }
+# the service settings the local stack deliberately sets unlike shared.config's defaults (besides emulator hosts)
+LOCAL_DEPARTURES = ("MAX_ATTEMPTS", "LEASE_SECONDS")
 FUNCTIONS = ("upload", "infer", "status")
 
 
@@ -94,7 +98,7 @@ def commands(s: dict[str, str]) -> dict[str, list[str]]:
         ],
         "tasks": [
             str(REPO / ".venv-tasks/bin/python"),
-            str(REPO / "scripts/tasks_emulator.py"),
+            str(REPO / "devstack/tasks_emulator.py"),
             "start",
             "--port",
             s["TASKS_PORT"],
@@ -185,10 +189,10 @@ class Stack:
                 f"stop it or set {name.upper()}_PORT."
             )
         env = {**self.environ, **service_env(self.s), "PYTHONPATH": str(REPO), "PYTHONUNBUFFERED": "1"}
-        log = open(self.logs / f"{name}.log", "ab")
-        process = subprocess.Popen(
-            commands(self.s)[name], stdout=log, stderr=subprocess.STDOUT, env=env, cwd=REPO, start_new_session=True
-        )
+        with open(self.logs / f"{name}.log", "ab") as log:  # the child keeps its own copy of the descriptor
+            process = subprocess.Popen(
+                commands(self.s)[name], stdout=log, stderr=subprocess.STDOUT, env=env, cwd=REPO, start_new_session=True
+            )
         pids = self._pids()
         pids[name] = process.pid
         self._save(pids)
