@@ -185,11 +185,14 @@ def test_infer_loads_the_models_and_refuses_requests_not_from_the_queue(staged, 
 
 
 def test_infer_bundle_analyses_a_photo(staged, infer_venv, tmp_path):
-    photo = tmp_path / "lesion.png"
-    synthetic_lesion(seed=3).save(photo)
+    """A sharp lesion gets a result from every model and a blurred one is refused: a bundle that rejects (or
+    accepts) every photo fails here."""
+    sharp, blurred = tmp_path / "lesion.png", tmp_path / "blurred.png"
+    synthetic_lesion(seed=3).save(sharp)
+    synthetic_lesion(seed=3, blur=6).save(blurred)
     folder = staged / "infer"
     done = subprocess.run(
-        [str(infer_venv / "bin/python"), "-m", "shared.cli", "analyze", str(photo)],
+        [str(infer_venv / "bin/python"), "-m", "shared.cli", "analyze", str(sharp), str(blurred)],
         cwd=folder,
         env=clean_env(MODELS_DIR=str(folder / "models")),
         capture_output=True,
@@ -197,7 +200,9 @@ def test_infer_bundle_analyses_a_photo(staged, infer_venv, tmp_path):
         timeout=300,
     )
     assert done.returncode == 0, done.stderr
-    report = json.loads(done.stdout)
-    assert report["status"] in {"done", "rejected"}
-    if report["status"] == "done":
-        assert {"binary", "diagnosis", "check"} <= report["result"].keys()
+    lesion, refused = (json.loads(line) for line in done.stdout.splitlines())
+    assert lesion["status"] == "done", lesion
+    result = lesion["result"]
+    assert {"binary", "diagnosis", "check"} <= result.keys() and result["quality"]["ok"] is True
+    assert sum(result["binary"]["scores"].values()) == pytest.approx(1, abs=1e-4)
+    assert refused["status"] == "rejected" and refused["rejection"]["code"] == "too_blurry", refused
