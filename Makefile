@@ -6,7 +6,11 @@ export YOLO_OFFLINE := 1
 export YOLO_CONFIG_DIR := $(CURDIR)/build/ultralytics
 export PYTHONPATH := $(CURDIR)
 
-.PHONY: install up down demo test test-unit bench train export evaluate config-table clean
+.PHONY: help install up down demo lint format test test-unit bench train export evaluate config-table clean
+.DEFAULT_GOAL := help
+
+help:  ## list the targets
+	@awk -F ':.*## ' '/^[a-z-]+:.*## / {printf "  %-13s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
 
 $(VENV)/.installed: requirements.txt functions/upload/requirements.txt functions/infer/requirements.txt functions/status/requirements.txt
 	$(PYTHON) -m venv $(VENV)
@@ -18,21 +22,30 @@ $(VENV)/.installed: requirements.txt functions/upload/requirements.txt functions
 	.venv-tasks/bin/pip install -q --disable-pip-version-check -r requirements-tasks-emulator.txt
 	touch $@
 
-install: $(VENV)/.installed .venv-tasks/.installed
+install: $(VENV)/.installed .venv-tasks/.installed  ## create the virtualenvs (.venv, .venv-tasks) from the requirements files
 
 up: install  ## start the local stack (emulators + the three functions) on 127.0.0.1
-	$(PY) scripts/stack.py up
+	$(PY) -m devstack.stack up
 
 down:  ## stop exactly what `make up` started
-	@if [ -x $(PY) ]; then $(PY) scripts/stack.py down; fi
+	@if [ -x $(PY) ]; then $(PY) -m devstack.stack down; fi
 
 demo: install  ## stack up, analyse IMAGE (or a generated sample), print the result, stack down
 	$(PY) scripts/demo.py $(if $(IMAGE),--image "$(IMAGE)")
 
-test: install  ## every test; starts the emulators it needs
+lint: install  ## ruff check, ruff format --check and mypy (configured in pyproject.toml)
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/mypy
+
+format: install  ## ruff format and ruff's safe fixes, in place
+	$(VENV)/bin/ruff check --fix .
+	$(VENV)/bin/ruff format .
+
+test: lint  ## lint, then every test; starts the emulators it needs
 	$(PY) -m pytest
 
-test-unit: install
+test-unit: install  ## the unit tests only (use cases on in-memory fakes; no emulator, under 30 s)
 	$(PY) -m pytest tests/unit
 
 bench: install  ## speed and memory targets, written to bench/report.json
@@ -50,5 +63,5 @@ evaluate: install  ## metrics.json, MODEL_CARD.md, evaluation.png and training.p
 config-table:  ## the README's configuration table
 	@$(PYTHON) -m shared.config
 
-clean: down
+clean: down  ## stop the stack, remove .stack/ and build/
 	rm -rf .stack build

@@ -45,8 +45,13 @@ def load_samples(root: Path, val_percent: int = 20, seed: str = "skin-v1") -> li
         with metadata.open(newline="") as handle:
             rows = list(csv.DictReader(handle))
         return [
-            Sample(root / "images" / f"{row['image_id']}.jpg", row["image_id"], row["lesion_id"], row["dx"],
-                   lesion_split(row["lesion_id"], val_percent, seed))
+            Sample(
+                root / "images" / f"{row['image_id']}.jpg",
+                row["image_id"],
+                row["lesion_id"],
+                row["dx"],
+                lesion_split(row["lesion_id"], val_percent, seed),
+            )
             for row in rows
         ]
     if (root / "train").is_dir():

@@ -27,8 +27,12 @@ TARGETS = [  # (metric path, comparison, bound, wording)
     (("diagnosis", "balanced_accuracy"), ">=", 0.60, "diagnosis balanced accuracy ≥ 0.60"),
     (("diagnosis", "macro_auc"), ">=", 0.92, "diagnosis macro one-vs-rest AUC ≥ 0.92"),
     (("binary", "auc"), ">=", 0.90, "binary AUC ≥ 0.90"),
-    (("check", "gap_to_diagnosis_balanced_accuracy"), "<=", 0.03,
-     "ResNet50 check within 3 points of the diagnosis balanced accuracy"),
+    (
+        ("check", "gap_to_diagnosis_balanced_accuracy"),
+        "<=",
+        0.03,
+        "ResNet50 check within 3 points of the diagnosis balanced accuracy",
+    ),
     (("diagnosis", "ece"), "<=", 0.05, "diagnosis expected calibration error ≤ 0.05"),
     (("binary", "ece"), "<=", 0.05, "binary expected calibration error ≤ 0.05"),
     (("check", "ece"), "<=", 0.05, "check expected calibration error ≤ 0.05"),
@@ -50,10 +54,14 @@ def expected_calibration_error(probs: np.ndarray, y: np.ndarray, bins: int = 15)
 def classification_metrics(probs: np.ndarray, y: np.ndarray, labels: tuple[str, ...]) -> dict:
     prediction = probs.argmax(1)
     recall = {label: float(np.mean(prediction[y == c] == c)) for c, label in enumerate(labels)}
-    out = {"images": int(len(y)), "accuracy": float(np.mean(prediction == y)),
-           "balanced_accuracy": float(np.mean(list(recall.values()))), "recall": recall,
-           "confusion_matrix": confusion_matrix(y, prediction, labels=range(len(labels))).tolist(),
-           "ece": expected_calibration_error(probs, y)}
+    out = {
+        "images": int(len(y)),
+        "accuracy": float(np.mean(prediction == y)),
+        "balanced_accuracy": float(np.mean(list(recall.values()))),
+        "recall": recall,
+        "confusion_matrix": confusion_matrix(y, prediction, labels=range(len(labels))).tolist(),
+        "ece": expected_calibration_error(probs, y),
+    }
     if len(labels) == 2:
         out["auc"] = float(roc_auc_score(y, probs[:, 1]))
     else:
@@ -73,14 +81,19 @@ def run(models_dir: Path, data: Path, split_file: Path) -> tuple[dict, dict]:
         to_label = binary_label if entry.labels == BINARY_LABELS else (lambda dx: dx)
         y = np.array([entry.labels.index(to_label(s.dx)) for s in val])
         pixels = load_pixels(val, entry.size)
-        raw = np.concatenate([classifier.raw(pixels[i:i + 128]) for i in range(0, len(pixels), 128)])
+        raw = np.concatenate([classifier.raw(pixels[i : i + 128]) for i in range(0, len(pixels), 128)])
         probs = calibrate(raw, entry.temperature, entry.logit_bias)
         metrics[role] = classification_metrics(probs, y, entry.labels)
         uncorrected = classification_metrics(raw, y, entry.labels)
         metrics[role]["without_calibration"] = {k: uncorrected[k] for k in ("accuracy", "balanced_accuracy", "ece")}
-        metrics[role].update(temperature=entry.temperature, logit_bias=dict(zip(entry.labels, entry.logit_bias)),
-                             model=entry.name, input_size=entry.size, file=str(entry.file.relative_to(models_dir)),
-                             file_mib=round(entry.file.stat().st_size / 2**20, 2))
+        metrics[role].update(
+            temperature=entry.temperature,
+            logit_bias=dict(zip(entry.labels, entry.logit_bias)),
+            model=entry.name,
+            input_size=entry.size,
+            file=str(entry.file.relative_to(models_dir)),
+            file_mib=round(entry.file.stat().st_size / 2**20, 2),
+        )
         if role == "binary":
             malignant = y == 1
             flagged = probs[:, 1] >= 0.5
@@ -89,10 +102,13 @@ def run(models_dir: Path, data: Path, split_file: Path) -> tuple[dict, dict]:
             metrics[role]["malignant_specificity"] = float(np.mean(~flagged[~malignant]))
             curves[role] = roc_curve(malignant, probs[:, 1])[:2]
         else:
-            curves[role] = roc_curve(np.isin(y, [entry.labels.index(m) for m in MALIGNANT]),
-                                     probs[:, [entry.labels.index(m) for m in sorted(MALIGNANT)]].sum(1))[:2]
+            curves[role] = roc_curve(
+                np.isin(y, [entry.labels.index(m) for m in MALIGNANT]),
+                probs[:, [entry.labels.index(m) for m in sorted(MALIGNANT)]].sum(1),
+            )[:2]
     metrics["check"]["gap_to_diagnosis_balanced_accuracy"] = (
-        metrics["diagnosis"]["balanced_accuracy"] - metrics["check"]["balanced_accuracy"])
+        metrics["diagnosis"]["balanced_accuracy"] - metrics["check"]["balanced_accuracy"]
+    )
     metrics["targets"] = []
     for path, comparison, bound, wording in TARGETS:
         value = metrics[path[0]][path[1]]
@@ -114,8 +130,15 @@ def plot(metrics: dict, curves: dict, out: Path) -> None:
     left.imshow(normalised, cmap="Blues", vmin=0, vmax=1)
     for i in range(len(labels)):
         for j in range(len(labels)):
-            left.text(j, i, int(matrix[i, j]), ha="center", va="center",
-                      color="white" if normalised[i, j] > 0.5 else "black", fontsize=8)
+            left.text(
+                j,
+                i,
+                int(matrix[i, j]),
+                ha="center",
+                va="center",
+                color="white" if normalised[i, j] > 0.5 else "black",
+                fontsize=8,
+            )
     left.set_xticks(range(len(labels)), labels)
     left.set_yticks(range(len(labels)), labels)
     left.set_xlabel("predicted")
@@ -146,7 +169,7 @@ def training_runs(history: dict) -> list[tuple[float, int, int]]:
 
 
 def learning_rates(history: dict) -> str:
-    """"0.001" or, for a resumed model, "0.001 (8 epochs at 80 px), then 0.0003 (7 epochs at 112 px)"."""
+    """ "0.001" or, for a resumed model, "0.001 (8 epochs at 80 px), then 0.0003 (7 epochs at 112 px)"."""
     runs = training_runs(history)
     if len(runs) == 1:
         return str(runs[0][0])
@@ -164,8 +187,14 @@ def plot_training(histories: dict, experiments: dict, out: Path) -> None:
     figure, axis = plt.subplots(figsize=(8, 4.5))
     for name, history in experiments.items():
         rows = history["history"]
-        axis.plot([row["epoch"] for row in rows], [row["val_balanced_accuracy"] for row in rows], linestyle="--",
-                  color="grey", linewidth=1, label=f"{name} (not shipped)")
+        axis.plot(
+            [row["epoch"] for row in rows],
+            [row["val_balanced_accuracy"] for row in rows],
+            linestyle="--",
+            color="grey",
+            linewidth=1,
+            label=f"{name} (not shipped)",
+        )
     for role, history in histories.items():
         epochs = [row["epoch"] for row in history["history"]]
         axis.plot(epochs, [row["val_balanced_accuracy"] for row in history["history"]], marker=".", label=role)
@@ -192,7 +221,7 @@ def resolution_experiments(history: list[dict], experiments: dict) -> str:
     """One sentence per not-shipped ResNet50 run that went on from the shipped weights at another image size."""
     sentences = []
     for name, experiment in experiments.items():
-        extra = experiment["history"][len(history):]
+        extra = experiment["history"][len(history) :]
         if experiment["train_args"]["model"] != "resnet50" or not extra or extra[0]["imgsz"] == history[-1]["imgsz"]:
             continue
         minutes = sum(row["seconds"] for row in extra) / 60
@@ -202,7 +231,8 @@ def resolution_experiments(history: list[dict], experiments: dict) -> str:
             f"{extra[-1]['val_balanced_accuracy']:.3f} validation balanced accuracy against "
             f"{history[-1]['val_balanced_accuracy']:.3f} for the shipped weights, for "
             f"{(extra[0]['imgsz'] / history[-1]['imgsz']) ** 2:.1f} times the computation per image, so it was not "
-            "shipped.")
+            "shipped."
+        )
     return " ".join(sentences)
 
 
@@ -224,39 +254,48 @@ def check_limits(metrics: dict, histories: dict, experiments: dict) -> str:
         "cores, and its validation balanced accuracy still moves by several points from one epoch to the next (last "
         f"epochs: {', '.join(f'{v:.3f}' for v in last)}), so it is neither converged nor stable. Resolution is "
         f"bounded by the data (200x150 px images). {tried} What would close the gap: ImageNet-pretrained weights "
-        "(none can be downloaded here), many more epochs (hours on a GPU rather than days on two cores).")
+        "(none can be downloaded here), many more epochs (hours on a GPU rather than days on two cores)."
+    )
     return "\n## What limits the check\n\n" + textwrap.fill(" ".join(paragraph.split()), width=115)
 
 
 def card(metrics: dict, manifest: dict, histories: dict, experiments: dict, models_dir: Path) -> str:
     d, b, c = metrics["diagnosis"], metrics["binary"], metrics["check"]
-    pct = lambda v: f"{100 * v:.1f} %"  # noqa: E731
-    rows = "\n".join(f"| {t['target']} | {t['value']:.3f} | {'met' if t['met'] else '**not met**'} |"
-                     for t in metrics["targets"])
+    pct = lambda v: f"{100 * v:.1f} %"
+    rows = "\n".join(
+        f"| {t['target']} | {t['value']:.3f} | {'met' if t['met'] else '**not met**'} |" for t in metrics["targets"]
+    )
     models = "\n".join(
         f"| {role} | `{m['name']}` {m['version']} | {m['architecture']} | {m['input']['size']} px | "
         f"{', '.join(m['labels'])} | `{m['file']}` ({metrics[role]['file_mib']} MiB){torch_file(m, models_dir)} | "
         f"{m['temperature']} |"
-        for role, m in manifest["models"].items())
+        for role, m in manifest["models"].items()
+    )
     training = "\n".join(
         f"| {role} | {h['train_args']['model']} | {h['train_args']['epochs']} | {h['train_args']['imgsz']} | "
         f"{learning_rates(h)} | {sum(row['seconds'] for row in h['history']) / 60:.0f} min |"
-        for role, h in histories.items())
-    recalls = lambda m: ", ".join(f"{k} {v:.2f}" for k, v in m["recall"].items())  # noqa: E731
+        for role, h in histories.items()
+    )
+    recalls = lambda m: ", ".join(f"{k} {v:.2f}" for k, v in m["recall"].items())
     studies = {role: m["precision_study"] for role, m in manifest["models"].items()}
     precision_rows = "\n".join(
         f"| {role} | {name} | {v['mib']} MiB | {v['balanced_accuracy']:.4f} | {v['auc']:.4f} | {v['ms_per_image']} | "
         f"{v['max_abs_diff_vs_float32']:.2g} |"
-        for role, study in studies.items() for name, v in study.items() if name != "threads")
+        for role, study in studies.items()
+        for name, v in study.items()
+        if name != "threads"
+    )
     rcheck = studies["check"]
     r32, r16 = rcheck["float32"], rcheck["float16-weights"]
     threads = rcheck["threads"]
     sizes = " and ".join(str(size) for size in sorted({m["input"]["size"] for m in manifest["models"].values()}))
-    int8_change = max(st[name]["max_abs_diff_vs_float32"] for st in studies.values()
-                      for name in ("int8-dynamic", "int8-static"))
+    int8_change = max(
+        st[name]["max_abs_diff_vs_float32"] for st in studies.values() for name in ("int8-dynamic", "int8-static")
+    )
     static_change = ", ".join(
         f"{100 * (st['int8-static']['balanced_accuracy'] - st['float32']['balanced_accuracy']):+.1f} points ({role})"
-        for role, st in studies.items())
+        for role, st in studies.items()
+    )
     return f"""# Model card: skin-lesion classifiers
 
 Generated by `make evaluate` from `models/metrics.json`; do not edit by hand.
@@ -282,7 +321,7 @@ diagnose, screen or triage anyone, nor to decide whether to see a doctor.
 - Precision: conv and linear weights stored as float16 and computed in float32, chosen by measurement (see
   [Precision](#precision)). The figures below are those of the float16 weights the service runs.
 - Calibration: a temperature per model fitted by validation NLL. For the two 7-class models a decision prior is
-  added to the logits: {manifest['models']['diagnosis']['decision_prior_power']} × log(class frequency in
+  added to the logits: {manifest["models"]["diagnosis"]["decision_prior_power"]} × log(class frequency in
   training). Training sampled class c ∝ n_c^-0.5, so without it the models over-predict rare classes; the prior
   moves decisions half-way back to the data's own frequencies, trading balanced accuracy for accuracy
   (figures without it below). Both were chosen on the validation lesions, so the figures below are slightly
@@ -297,13 +336,13 @@ temperature and prior; median single-image latency with ONNX Runtime on {threads
 |---|---|---|---|---|---|---|
 {precision_rows}
 
-Why float16 weights: they halve the files (ResNet50 {r32['mib']} → {r16['mib']} MiB, which keeps everything under
-`models/` below 60 MiB) at the float32 balanced accuracy ({r16['balanced_accuracy']:.4f} against
-{r32['balanced_accuracy']:.4f} for the ResNet50) and speed ({r16['ms_per_image']} against {r32['ms_per_image']} ms),
+Why float16 weights: they halve the files (ResNet50 {r32["mib"]} → {r16["mib"]} MiB, which keeps everything under
+`models/` below 60 MiB) at the float32 balanced accuracy ({r16["balanced_accuracy"]:.4f} against
+{r32["balanced_accuracy"]:.4f} for the ResNet50) and speed ({r16["ms_per_image"]} against {r32["ms_per_image"]} ms),
 and the torch runtime runs the very same rounded weights, so both runtimes agree within 1e-3. int8 shrinks the
 files again but moves probabilities by up to {int8_change:.2f}, so `MODEL_RUNTIME=torch` could no longer match
-ONNX Runtime. Dynamic int8 is also slower here (ResNet50 {rcheck['int8-dynamic']['ms_per_image']} ms); static
-int8 is faster (ResNet50 {rcheck['int8-static']['ms_per_image']} ms) but changes the balanced accuracy by
+ONNX Runtime. Dynamic int8 is also slower here (ResNet50 {rcheck["int8-dynamic"]["ms_per_image"]} ms); static
+int8 is faster (ResNet50 {rcheck["int8-static"]["ms_per_image"]} ms) but changes the balanced accuracy by
 {static_change}.
 The YOLO checkpoints already hold float16 weights (ultralytics' format), so their float32 and float16 rows are the
 same weights.
@@ -317,7 +356,7 @@ derived from it and inherit that licence: **non-commercial use only, share-alike
 
 Split by lesion, never by image: a lesion is in validation when `sha256("skin-v1:" + lesion_id) % 100 < 20`,
 so all images of one lesion are on one side. The assignment of every image is in `models/split.csv`.
-Validation: {metrics['validation']['images']} images of {metrics['validation']['lesions']} lesions.
+Validation: {metrics["validation"]["images"]} images of {metrics["validation"]["lesions"]} lesions.
 
 ## Training
 
@@ -340,16 +379,16 @@ learning rate and image size. Seeded; `make train` retrains all three (`DATA=fol
 |---|---|---|
 {rows}
 
-- diagnosis: accuracy {pct(d['accuracy'])}, balanced accuracy {pct(d['balanced_accuracy'])}, macro AUC
-  {d['macro_auc']:.3f}, ECE {d['ece']:.3f} (without temperature and prior: accuracy
-  {pct(d['without_calibration']['accuracy'])}, balanced accuracy {pct(d['without_calibration']['balanced_accuracy'])},
-  ECE {d['without_calibration']['ece']:.3f}); recall per class: {recalls(d)}.
-- binary: AUC {b['auc']:.3f}; at the operating threshold (malignant when its probability ≥ 0.5, the argmax)
-  malignant sensitivity {pct(b['malignant_sensitivity'])} and specificity {pct(b['malignant_specificity'])};
-  accuracy {pct(b['accuracy'])}, ECE {b['ece']:.3f}.
-- check (ResNet50): accuracy {pct(c['accuracy'])}, balanced accuracy {pct(c['balanced_accuracy'])}
-  ({100 * c['gap_to_diagnosis_balanced_accuracy']:.1f} points below the diagnosis model), macro AUC
-  {c['macro_auc']:.3f}, ECE {c['ece']:.3f}; recall per class: {recalls(c)}.
+- diagnosis: accuracy {pct(d["accuracy"])}, balanced accuracy {pct(d["balanced_accuracy"])}, macro AUC
+  {d["macro_auc"]:.3f}, ECE {d["ece"]:.3f} (without temperature and prior: accuracy
+  {pct(d["without_calibration"]["accuracy"])}, balanced accuracy {pct(d["without_calibration"]["balanced_accuracy"])},
+  ECE {d["without_calibration"]["ece"]:.3f}); recall per class: {recalls(d)}.
+- binary: AUC {b["auc"]:.3f}; at the operating threshold (malignant when its probability ≥ 0.5, the argmax)
+  malignant sensitivity {pct(b["malignant_sensitivity"])} and specificity {pct(b["malignant_specificity"])};
+  accuracy {pct(b["accuracy"])}, ECE {b["ece"]:.3f}.
+- check (ResNet50): accuracy {pct(c["accuracy"])}, balanced accuracy {pct(c["balanced_accuracy"])}
+  ({100 * c["gap_to_diagnosis_balanced_accuracy"]:.1f} points below the diagnosis model), macro AUC
+  {c["macro_auc"]:.3f}, ECE {c["ece"]:.3f}; recall per class: {recalls(c)}.
 
 ![confusion matrix and ROC curves](evaluation.png)
 {check_limits(metrics, histories, experiments)}
@@ -386,8 +425,10 @@ def main() -> None:
             histories[role] = json.loads(history.read_text())
     (args.models_dir / "metrics.json").write_text(json.dumps(metrics, indent=1) + "\n")
     plot(metrics, curves, args.models_dir / "evaluation.png")
-    experiments = {path.name.removesuffix(".history.json"): json.loads(path.read_text())
-                   for path in sorted((args.models_dir / "experiments").glob("*.history.json"))}
+    experiments = {
+        path.name.removesuffix(".history.json"): json.loads(path.read_text())
+        for path in sorted((args.models_dir / "experiments").glob("*.history.json"))
+    }
     plot_training(histories, experiments, args.models_dir / "training.png")
     (args.models_dir / "MODEL_CARD.md").write_text(card(metrics, manifest, histories, experiments, args.models_dir))
     for target in metrics["targets"]:

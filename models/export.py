@@ -27,8 +27,8 @@ from onnx import TensorProto, helper, numpy_helper
 from sklearn.metrics import roc_auc_score
 
 from models.data import BINARY_LABELS, DIAGNOSIS_LABELS, binary_label, load_pixels, load_samples, read_split
-from shared.analysis.onnx_state_dict import state_dict_from_onnx
 from models.train import MODELS_DIR, SPECS, balanced_accuracy, build_model, logits_of, weights_path
+from shared.analysis.onnx_state_dict import state_dict_from_onnx
 from shared.analysis.preprocess import to_tensor
 from shared.analysis.threads import usable_cpus
 
@@ -99,9 +99,18 @@ def to_half_weights(source: Path, out: Path) -> None:
 def export_onnx(model: torch.nn.Module, size: int, out: Path) -> None:
     """Float32 graph, every initializer under its state-dict name (no constant folding, so no Conv+BN fusion)."""
     dummy = torch.zeros(1, 3, size, size)
-    torch.onnx.export(Probabilities(model).eval(), dummy, str(out), input_names=["images"], output_names=["probs"],
-                      dynamic_axes={"images": {0: "batch"}, "probs": {0: "batch"}}, opset_version=17,
-                      do_constant_folding=False, dynamo=False, training=torch.onnx.TrainingMode.EVAL)
+    torch.onnx.export(
+        Probabilities(model).eval(),
+        dummy,
+        str(out),
+        input_names=["images"],
+        output_names=["probs"],
+        dynamic_axes={"images": {0: "batch"}, "probs": {0: "batch"}},
+        opset_version=17,
+        do_constant_folding=False,
+        dynamo=False,
+        training=torch.onnx.TrainingMode.EVAL,
+    )
 
 
 def session(path: Path, threads: int):
@@ -113,18 +122,29 @@ def session(path: Path, threads: int):
 
 
 def onnx_probs(runner, pixels: np.ndarray, mean, std, batch: int = 128) -> np.ndarray:
-    return np.concatenate([runner.run(None, {"images": to_tensor(pixels[i:i + batch], mean, std)})[0]
-                           for i in range(0, len(pixels), batch)])
+    return np.concatenate(
+        [
+            runner.run(None, {"images": to_tensor(pixels[i : i + batch], mean, std)})[0]
+            for i in range(0, len(pixels), batch)
+        ]
+    )
 
 
 def int8_variants(fp32: Path, workdir: Path, calibration: np.ndarray, mean, std) -> dict[str, Path]:
     """The int8 alternatives to float16 storage: dynamic, and static (QDQ, per channel, percentile-calibrated)."""
-    from onnxruntime.quantization import (CalibrationDataReader, CalibrationMethod, QuantFormat, QuantType,
-                                          quant_pre_process, quantize_dynamic, quantize_static)
+    from onnxruntime.quantization import (
+        CalibrationDataReader,
+        CalibrationMethod,
+        QuantFormat,
+        QuantType,
+        quant_pre_process,
+        quantize_dynamic,
+        quantize_static,
+    )
 
     class Batches(CalibrationDataReader):
         def __init__(self):
-            self.batches = iter(to_tensor(calibration[i:i + 32], mean, std) for i in range(0, len(calibration), 32))
+            self.batches = iter(to_tensor(calibration[i : i + 32], mean, std) for i in range(0, len(calibration), 32))
 
         def get_next(self):
             batch = next(self.batches, None)
@@ -134,14 +154,23 @@ def int8_variants(fp32: Path, workdir: Path, calibration: np.ndarray, mean, std)
     quant_pre_process(str(fp32), str(prepared))
     quantize_dynamic(str(prepared), str(dynamic), weight_type=QuantType.QInt8)
     softmax = [node.name for node in onnx.load(str(prepared)).graph.node if node.op_type == "Softmax"]
-    quantize_static(str(prepared), str(static), Batches(), quant_format=QuantFormat.QDQ, per_channel=True,
-                    activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8,
-                    calibrate_method=CalibrationMethod.Percentile, nodes_to_exclude=softmax)
+    quantize_static(
+        str(prepared),
+        str(static),
+        Batches(),
+        quant_format=QuantFormat.QDQ,
+        per_channel=True,
+        activation_type=QuantType.QUInt8,
+        weight_type=QuantType.QInt8,
+        calibrate_method=CalibrationMethod.Percentile,
+        nodes_to_exclude=softmax,
+    )
     return {"int8-dynamic": dynamic, "int8-static": static}
 
 
-def precision_study(variants: dict[str, Path], pixels: np.ndarray, y: np.ndarray, mean, std,
-                    threads: int) -> tuple[dict, dict[str, np.ndarray]]:
+def precision_study(
+    variants: dict[str, Path], pixels: np.ndarray, y: np.ndarray, mean, std, threads: int
+) -> tuple[dict, dict[str, np.ndarray]]:
     """Per precision: file size, validation balanced accuracy and AUC (raw argmax, before calibration), median
     single-image latency, and the largest probability change against float32; plus each one's probabilities."""
     study, outputs = {"threads": threads}, {}
@@ -155,13 +184,19 @@ def precision_study(variants: dict[str, Path], pixels: np.ndarray, y: np.ndarray
             tic = time.perf_counter()
             runner.run(None, {"images": one})
             latencies.append(time.perf_counter() - tic)
-        auc = (roc_auc_score(y, probs[:, 1]) if probs.shape[1] == 2
-               else roc_auc_score(y, probs, multi_class="ovr", average="macro"))
+        auc = (
+            roc_auc_score(y, probs[:, 1])
+            if probs.shape[1] == 2
+            else roc_auc_score(y, probs, multi_class="ovr", average="macro")
+        )
         outputs[name] = probs
-        study[name] = {"mib": round(path.stat().st_size / 2**20, 2),
-                       "balanced_accuracy": round(balanced_accuracy(y, probs.argmax(1), probs.shape[1]), 4),
-                       "auc": round(float(auc), 4), "ms_per_image": round(1000 * float(np.median(latencies)), 2),
-                       "max_abs_diff_vs_float32": float(f"{np.abs(probs - outputs['float32']).max():.2e}")}
+        study[name] = {
+            "mib": round(path.stat().st_size / 2**20, 2),
+            "balanced_accuracy": round(balanced_accuracy(y, probs.argmax(1), probs.shape[1]), 4),
+            "auc": round(float(auc), 4),
+            "ms_per_image": round(1000 * float(np.median(latencies)), 2),
+            "max_abs_diff_vs_float32": float(f"{np.abs(probs - outputs['float32']).max():.2e}"),
+        }
     return study, outputs
 
 
@@ -190,8 +225,13 @@ def main() -> None:
     for role in SPECS:
         parser.add_argument(f"--{role}", type=Path, help=f"trained {role} weights (default: models/weights/)")
     parser.add_argument("--out", type=Path, default=MODELS_DIR, help="folder for weights/ and manifest.json")
-    parser.add_argument("--roles", nargs="+", choices=list(SPECS), default=list(SPECS),
-                        help="export only these (the manifest then lists only them)")
+    parser.add_argument(
+        "--roles",
+        nargs="+",
+        choices=list(SPECS),
+        default=list(SPECS),
+        help="export only these (the manifest then lists only them)",
+    )
     args = parser.parse_args()
     torch.set_num_threads(max(1, torch.get_num_threads()))
 
@@ -219,14 +259,18 @@ def main() -> None:
             fp32 = Path(workdir) / "float32.onnx"
             export_onnx(model, size, fp32)
             to_half_weights(fp32, onnx_path)
-            variants = {"float32": fp32, "float16-weights": onnx_path,
-                        **int8_variants(fp32, Path(workdir), load_pixels(calibration, size), mean, std)}
+            variants = {
+                "float32": fp32,
+                "float16-weights": onnx_path,
+                **int8_variants(fp32, Path(workdir), load_pixels(calibration, size), mean, std),
+            }
             study, outputs = precision_study(variants, pixels, y, mean, std, threads)
         probs = outputs["float16-weights"]
 
         with torch.no_grad():
             reference = torch_runtime_model(model, arch, onnx_path, labels)(
-                torch.from_numpy(to_tensor(pixels[:32], mean, std))).numpy()
+                torch.from_numpy(to_tensor(pixels[:32], mean, std))
+            ).numpy()
         parity = float(np.abs(probs[:32] - reference).max())
         assert parity <= 1e-3, f"{role}: ONNX and torch differ by {parity}"
 
@@ -242,23 +286,46 @@ def main() -> None:
             if source.resolve() != torch_file.resolve():
                 torch_file.write_bytes(source.read_bytes())
         manifest["models"][role] = {
-            "name": f"skin-{role}-{arch}", "version": VERSION, "architecture": arch, "task": "classify",
-            "file": str(onnx_path.relative_to(args.out)), "sha256": sha256(onnx_path),
+            "name": f"skin-{role}-{arch}",
+            "version": VERSION,
+            "architecture": arch,
+            "task": "classify",
+            "file": str(onnx_path.relative_to(args.out)),
+            "sha256": sha256(onnx_path),
             "torch_file": str(torch_file.relative_to(args.out)) if torch_file else None,
             "torch_sha256": sha256(torch_file) if torch_file else None,
-            "runtime": "onnxruntime", "precision": "float16 weights (conv/linear), float32 compute",
-            "precision_study": study, "labels": list(labels),
-            "input": {"name": "images", "size": size, "layout": "NCHW", "color": "RGB", "resize": RESIZE,
-                      "scale": "1/255", "mean": mean, "std": std},
-            "output": "probs (softmax over labels)", "temperature": temperature,
+            "runtime": "onnxruntime",
+            "precision": "float16 weights (conv/linear), float32 compute",
+            "precision_study": study,
+            "labels": list(labels),
+            "input": {
+                "name": "images",
+                "size": size,
+                "layout": "NCHW",
+                "color": "RGB",
+                "resize": RESIZE,
+                "scale": "1/255",
+                "mean": mean,
+                "std": std,
+            },
+            "output": "probs (softmax over labels)",
+            "temperature": temperature,
             "logit_bias": {label: round(float(b), 6) for label, b in zip(labels, bias)},
             "decision_prior_power": power,
-            "trained": {"epochs": train_args["epochs"], "imgsz": size, "data": "HAM10000 (CC BY-NC-SA 4.0)",
-                        "split": "models/split.csv", "seed": train_args.get("seed"),
-                        "date": dt.date.today().isoformat()},
+            "trained": {
+                "epochs": train_args["epochs"],
+                "imgsz": size,
+                "data": "HAM10000 (CC BY-NC-SA 4.0)",
+                "split": "models/split.csv",
+                "seed": train_args.get("seed"),
+                "date": dt.date.today().isoformat(),
+            },
         }
-        print(f"[{role}] {onnx_path.name} {onnx_path.stat().st_size / 2**20:.1f} MiB, parity {parity:.2e}, "
-              f"T={temperature}, prior power {power}", flush=True)
+        print(
+            f"[{role}] {onnx_path.name} {onnx_path.stat().st_size / 2**20:.1f} MiB, parity {parity:.2e}, "
+            f"T={temperature}, prior power {power}",
+            flush=True,
+        )
     (args.out / "manifest.json").write_text(json.dumps(manifest, indent=1) + "\n")
     print(f"wrote {args.out / 'manifest.json'}")
 

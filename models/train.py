@@ -32,12 +32,28 @@ IMAGENET_STD = (0.229, 0.224, 0.225)
 SAMPLING_POWER = 0.5
 
 SPECS = {
-    "diagnosis": dict(arch="yolo11n-cls.yaml", labels=DIAGNOSIS_LABELS, imgsz=128, epochs=24, lr=2e-3,
-                      mean=(0.0, 0.0, 0.0), std=(1.0, 1.0, 1.0)),
-    "binary": dict(arch="yolo11n-cls.yaml", labels=BINARY_LABELS, imgsz=128, epochs=10, lr=1e-3,
-                   mean=(0.0, 0.0, 0.0), std=(1.0, 1.0, 1.0), init_from="diagnosis"),
-    "check": dict(arch="resnet50", labels=DIAGNOSIS_LABELS, imgsz=80, epochs=8, lr=1e-3,
-                  mean=IMAGENET_MEAN, std=IMAGENET_STD),
+    "diagnosis": dict(
+        arch="yolo11n-cls.yaml",
+        labels=DIAGNOSIS_LABELS,
+        imgsz=128,
+        epochs=24,
+        lr=2e-3,
+        mean=(0.0, 0.0, 0.0),
+        std=(1.0, 1.0, 1.0),
+    ),
+    "binary": dict(
+        arch="yolo11n-cls.yaml",
+        labels=BINARY_LABELS,
+        imgsz=128,
+        epochs=10,
+        lr=1e-3,
+        mean=(0.0, 0.0, 0.0),
+        std=(1.0, 1.0, 1.0),
+        init_from="diagnosis",
+    ),
+    "check": dict(
+        arch="resnet50", labels=DIAGNOSIS_LABELS, imgsz=80, epochs=8, lr=1e-3, mean=IMAGENET_MEAN, std=IMAGENET_STD
+    ),
 }
 
 
@@ -68,13 +84,15 @@ def logits_of(model: torch.nn.Module, x: torch.Tensor) -> torch.Tensor:
 def augment(x: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
     """Dermoscopy-safe augmentation of a float batch in [0, 1]: any rotation, flip, zoom, shift, colour."""
     batch = x.shape[0]
-    uniform = lambda lo, hi: lo + (hi - lo) * torch.rand(batch, generator=gen)  # noqa: E731
+    uniform = lambda lo, hi: lo + (hi - lo) * torch.rand(batch, generator=gen)
     angle = uniform(0, 2 * math.pi)
     zoom = uniform(0.8, 1.05)
     flip = torch.where(torch.rand(batch, generator=gen) < 0.5, -1.0, 1.0)
     cos, sin = torch.cos(angle) * zoom, torch.sin(angle) * zoom
-    theta = torch.stack([torch.stack([cos * flip, -sin, uniform(-0.1, 0.1)], 1),
-                         torch.stack([sin * flip, cos, uniform(-0.1, 0.1)], 1)], 1)
+    theta = torch.stack(
+        [torch.stack([cos * flip, -sin, uniform(-0.1, 0.1)], 1), torch.stack([sin * flip, cos, uniform(-0.1, 0.1)], 1)],
+        1,
+    )
     grid = F.affine_grid(theta, list(x.shape), align_corners=False)
     x = F.grid_sample(x, grid, mode="bilinear", padding_mode="reflection", align_corners=False)
     shape = (batch, 1, 1, 1)
@@ -116,7 +134,7 @@ def predict(model, pixels: torch.Tensor, mean, std, batch_size: int = 256) -> np
     model.eval()
     probs = []
     for start in range(0, len(pixels), batch_size):
-        x = pixels[start:start + batch_size].permute(0, 3, 1, 2).float() / 255.0
+        x = pixels[start : start + batch_size].permute(0, 3, 1, 2).float() / 255.0
         probs.append(torch.softmax(logits_of(model, normalise(x, mean, std)), 1))
     return torch.cat(probs).numpy()
 
@@ -135,8 +153,18 @@ def load_weights(model: torch.nn.Module, source: Path) -> None:
     model.load_state_dict({k: v for k, v in donor.items() if k in own and v.shape == own[k].shape}, strict=False)
 
 
-def train_one(name: str, data: Path, arch: str | None, epochs: int | None, batch_size: int, seed: int,
-              split_file: Path, resume: bool = False, lr: float | None = None, imgsz: int | None = None) -> Path:
+def train_one(
+    name: str,
+    data: Path,
+    arch: str | None,
+    epochs: int | None,
+    batch_size: int,
+    seed: int,
+    split_file: Path,
+    resume: bool = False,
+    lr: float | None = None,
+    imgsz: int | None = None,
+) -> Path:
     """Train one model; ``resume`` continues from its saved weights (and history) instead of starting afresh."""
     spec = dict(SPECS[name])
     arch = arch or spec["arch"]
@@ -158,8 +186,10 @@ def train_one(name: str, data: Path, arch: str | None, epochs: int | None, batch
     started = time.time()
     x_train = torch.from_numpy(load_pixels(train, size))
     x_val = torch.from_numpy(load_pixels(val, size))
-    print(f"[{name}] {len(train)} train / {len(val)} val images at {size}px loaded in {time.time() - started:.0f}s",
-          flush=True)
+    print(
+        f"[{name}] {len(train)} train / {len(val)} val images at {size}px loaded in {time.time() - started:.0f}s",
+        flush=True,
+    )
 
     model = build_model(arch, labels)
     out = weights_path(name, arch)
@@ -181,7 +211,8 @@ def train_one(name: str, data: Path, arch: str | None, epochs: int | None, batch
     optimiser = torch.optim.AdamW(model.parameters(), lr=spec["lr"], weight_decay=0.05)
     warmup = steps_per_epoch
     schedule = torch.optim.lr_scheduler.LambdaLR(
-        optimiser, lambda step: min(1.0, (step + 1) / warmup) * 0.5 * (1 + math.cos(math.pi * step / total_steps)))
+        optimiser, lambda step: min(1.0, (step + 1) / warmup) * 0.5 * (1 + math.cos(math.pi * step / total_steps))
+    )
     ema = ExponentialAverage(model)
 
     history = []
@@ -191,7 +222,7 @@ def train_one(name: str, data: Path, arch: str | None, epochs: int | None, batch
         order = torch.multinomial(sample_weights, steps_per_epoch * batch_size, replacement=True, generator=gen)
         running = 0.0
         for step in range(steps_per_epoch):
-            batch = order[step * batch_size:(step + 1) * batch_size]
+            batch = order[step * batch_size : (step + 1) * batch_size]
             x = augment(x_train[batch].permute(0, 3, 1, 2).float() / 255.0, gen)
             loss = F.cross_entropy(logits_of(model, normalise(x, mean, std)), y_train[batch], label_smoothing=0.05)
             optimiser.zero_grad(set_to_none=True)
@@ -202,29 +233,58 @@ def train_one(name: str, data: Path, arch: str | None, epochs: int | None, batch
             running += loss.item()
         pred = predict(ema.module, x_val, mean, std).argmax(1)
         raw_pred = predict(model, x_val, mean, std).argmax(1)
-        row = {"epoch": epoch, "loss": running / steps_per_epoch, "val_accuracy": float(np.mean(pred == y_val)),
-               "val_balanced_accuracy": balanced_accuracy(y_val, pred, len(labels)),
-               "raw_val_balanced_accuracy": balanced_accuracy(y_val, raw_pred, len(labels)),
-               "seconds": round(time.time() - tic, 1)}
+        row = {
+            "epoch": epoch,
+            "loss": running / steps_per_epoch,
+            "val_accuracy": float(np.mean(pred == y_val)),
+            "val_balanced_accuracy": balanced_accuracy(y_val, pred, len(labels)),
+            "raw_val_balanced_accuracy": balanced_accuracy(y_val, raw_pred, len(labels)),
+            "seconds": round(time.time() - tic, 1),
+        }
         history.append(row)
         print(f"[{name}] {json.dumps(row)}", flush=True)
 
     final = copy.deepcopy(ema.module).eval()
     out.parent.mkdir(parents=True, exist_ok=True)
-    history = earlier + [{**row, "epoch": len(earlier) + row["epoch"], "lr0": spec["lr"], "imgsz": size}
-                         for row in history]
-    train_args = {"task": "classify", "model": arch, "data": str(data), "imgsz": size, "epochs": len(history),
-                  "batch": batch_size, "seed": seed, "lr0": spec["lr"], "optimizer": "AdamW",
-                  "sampling_power": SAMPLING_POWER, "mean": mean, "std": std, "labels": list(labels)}
+    history = earlier + [
+        {**row, "epoch": len(earlier) + row["epoch"], "lr0": spec["lr"], "imgsz": size} for row in history
+    ]
+    train_args = {
+        "task": "classify",
+        "model": arch,
+        "data": str(data),
+        "imgsz": size,
+        "epochs": len(history),
+        "batch": batch_size,
+        "seed": seed,
+        "lr0": spec["lr"],
+        "optimizer": "AdamW",
+        "sampling_power": SAMPLING_POWER,
+        "mean": mean,
+        "std": std,
+        "labels": list(labels),
+    }
     if arch == "resnet50":
         torch.save(final.state_dict(), out)
     else:
         import ultralytics
 
-        torch.save({"date": dt.datetime.now(dt.timezone.utc).isoformat(), "version": ultralytics.__version__,
-                    "license": "CC BY-NC-SA 4.0 (trained on HAM10000)", "epoch": epochs, "best_fitness": None,
-                    "model": final.half(), "ema": None, "updates": None, "optimizer": None,
-                    "train_args": train_args, "train_metrics": history[-1]}, out)
+        torch.save(
+            {
+                "date": dt.datetime.now(dt.UTC).isoformat(),
+                "version": ultralytics.__version__,
+                "license": "CC BY-NC-SA 4.0 (trained on HAM10000)",
+                "epoch": epochs,
+                "best_fitness": None,
+                "model": final.half(),
+                "ema": None,
+                "updates": None,
+                "optimizer": None,
+                "train_args": train_args,
+                "train_metrics": history[-1],
+            },
+            out,
+        )
     history_text = json.dumps({"train_args": train_args, "history": history}, indent=1) + "\n"
     out.with_suffix(".history.json").write_text(history_text)
     print(f"[{name}] wrote {out} ({out.stat().st_size / 2**20:.1f} MiB)", flush=True)
@@ -242,13 +302,24 @@ def main() -> None:
     parser.add_argument("--split-file", type=Path, default=MODELS_DIR / "split.csv")
     parser.add_argument("--resume", action="store_true", help="continue from the saved weights for --epochs more")
     parser.add_argument("--lr", type=float, help="peak learning rate (default: the model's own)")
-    parser.add_argument("--imgsz", type=int, help="input size (default: the model's own); with --resume, fine-tunes "
-                        "at the new size")
+    parser.add_argument(
+        "--imgsz", type=int, help="input size (default: the model's own); with --resume, fine-tunes at the new size"
+    )
     args = parser.parse_args()
     torch.set_num_threads(int(os.environ.get("TRAIN_THREADS", os.cpu_count() or 1)))
     for name in SPECS if args.model == "all" else [args.model]:
-        train_one(name, args.data, args.arch if name != "check" else None, args.epochs, args.batch, args.seed,
-                  args.split_file, args.resume, args.lr, args.imgsz)
+        train_one(
+            name,
+            args.data,
+            args.arch if name != "check" else None,
+            args.epochs,
+            args.batch,
+            args.seed,
+            args.split_file,
+            args.resume,
+            args.lr,
+            args.imgsz,
+        )
 
 
 if __name__ == "__main__":

@@ -26,7 +26,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from scripts.sample import synthetic_lesion  # noqa: E402
+from devstack.sample import synthetic_lesion
 
 PHONE_PHOTOS = REPO.parent / "shared/data/ham10000-600x450/images"
 TERMINAL = {"done", "rejected", "failed"}
@@ -38,8 +38,12 @@ def percentile(values: list[float], q: float) -> float:
 
 
 def summary(values_ms: list[float]) -> dict:
-    return {"p50_ms": round(statistics.median(values_ms), 2), "p99_ms": percentile(values_ms, 99),
-            "min_ms": round(min(values_ms), 2), "n": len(values_ms)}
+    return {
+        "p50_ms": round(statistics.median(values_ms), 2),
+        "p99_ms": percentile(values_ms, 99),
+        "min_ms": round(min(values_ms), 2),
+        "n": len(values_ms),
+    }
 
 
 def sample_photo() -> tuple[bytes, str]:
@@ -116,17 +120,21 @@ def bench_pipeline(photo: bytes, runs: int, rounds: int = 5) -> dict:
                 tic = time.perf_counter()
                 session.run(None, {input_name: feeds[role]})
                 bare[role].append((time.perf_counter() - tic) * 1000)
-    median = lambda values: round(statistics.median(values), 2)  # noqa: E731
+    median = lambda values: round(statistics.median(values), 2)
     p50, bare_p50 = statistics.median(totals), {role: median(times) for role, times in bare.items()}
     bare_sum = sum(bare_p50.values())
     outside = [total - sum(times[i] for times in in_pipeline.values()) for i, total in enumerate(totals)]
-    return {"threads": pipeline.threads, "total": summary(totals),
-            "stages_p50_ms": {stage: median(v) for stage, v in stages.items()},
-            "bare_onnxruntime_p50_ms": bare_p50, "bare_sum_ms": round(bare_sum, 2),
-            "ratio_to_bare_sum": round(p50 / bare_sum, 3),
-            "sessions_in_pipeline_p50_ms": {role: median(times) for role, times in in_pipeline.items()},
-            "outside_sessions_p50_ms": median(outside),
-            "targets": {"p50_le_60ms": p50 <= 60, "ratio_le_1.25": p50 / bare_sum <= 1.25}}
+    return {
+        "threads": pipeline.threads,
+        "total": summary(totals),
+        "stages_p50_ms": {stage: median(v) for stage, v in stages.items()},
+        "bare_onnxruntime_p50_ms": bare_p50,
+        "bare_sum_ms": round(bare_sum, 2),
+        "ratio_to_bare_sum": round(p50 / bare_sum, 3),
+        "sessions_in_pipeline_p50_ms": {role: median(times) for role, times in in_pipeline.items()},
+        "outside_sessions_p50_ms": median(outside),
+        "targets": {"p50_le_60ms": p50 <= 60, "ratio_le_1.25": p50 / bare_sum <= 1.25},
+    }
 
 
 def bench_cold_start(photo: bytes, runs: int) -> dict:
@@ -136,20 +144,30 @@ def bench_cold_start(photo: bytes, runs: int) -> dict:
         walls, loads, rss = [], [], []
         for _ in range(runs):
             tic = time.perf_counter()
-            out = subprocess.run([sys.executable, "-c", COLD_START, handle.name], cwd=REPO, check=True,
-                                 capture_output=True, text=True, env={"PYTHONPATH": str(REPO), "PATH": "/usr/bin"})
+            out = subprocess.run(
+                [sys.executable, "-c", COLD_START, handle.name],
+                cwd=REPO,
+                check=True,
+                capture_output=True,
+                text=True,
+                env={"PYTHONPATH": str(REPO), "PATH": "/usr/bin"},
+            )
             walls.append(time.perf_counter() - tic)
             loaded_s, first_s, rss_loaded, rss_after, has_torch, has_ultra = out.stdout.split()
             loads.append(float(loaded_s))
             rss.append((int(rss_loaded), int(rss_after)))
     cold = statistics.median(walls)
     rss_mb = statistics.median(r[0] for r in rss) / 2**20
-    return {"process_to_first_result_p50_s": round(cold, 3), "models_loaded_in_process_p50_s":
-            round(statistics.median(loads), 3), "rss_after_loading_mb": round(rss_mb, 1),
-            "rss_after_first_result_mb": round(statistics.median(r[1] for r in rss) / 2**20, 1),
-            "imports_torch": has_torch == "True", "imports_ultralytics": has_ultra == "True", "runs": runs,
-            "targets": {"cold_start_le_1.5s": cold <= 1.5, "rss_le_500mb": rss_mb <= 500,
-                        "no_torch": has_torch == "False"}}
+    return {
+        "process_to_first_result_p50_s": round(cold, 3),
+        "models_loaded_in_process_p50_s": round(statistics.median(loads), 3),
+        "rss_after_loading_mb": round(rss_mb, 1),
+        "rss_after_first_result_mb": round(statistics.median(r[1] for r in rss) / 2**20, 1),
+        "imports_torch": has_torch == "True",
+        "imports_ultralytics": has_ultra == "True",
+        "runs": runs,
+        "targets": {"cold_start_le_1.5s": cold <= 1.5, "rss_le_500mb": rss_mb <= 500, "no_torch": has_torch == "False"},
+    }
 
 
 def free_port() -> int:
@@ -166,13 +184,16 @@ def bench_stack(photo: bytes, uploads: int, listens: int, load_total: int, load_
     from google.cloud import firestore
     from google.cloud.firestore_v1.base_query import FieldFilter
 
-    from scripts.stack import Stack, service_env
+    from devstack.stack import Stack, service_env
     from shared.tokens import emulator_token
 
-    ports = {key: str(free_port()) for key in
-             ("FIRESTORE_PORT", "STORAGE_PORT", "TASKS_PORT", "UPLOAD_PORT", "INFER_PORT", "STATUS_PORT")}
-    stack = Stack({**os.environ, **ports, "STACK_DIR": str(REPO / "build/bench-stack"),
-                   "UPLOADS_PER_USER_PER_HOUR": "1000"})
+    ports = {
+        key: str(free_port())
+        for key in ("FIRESTORE_PORT", "STORAGE_PORT", "TASKS_PORT", "UPLOAD_PORT", "INFER_PORT", "STATUS_PORT")
+    }
+    stack = Stack(
+        {**os.environ, **ports, "STACK_DIR": str(REPO / "build/bench-stack"), "UPLOADS_PER_USER_PER_HOUR": "1000"}
+    )
     env = service_env(stack.s)
     os.environ["FIRESTORE_EMULATOR_HOST"] = env["FIRESTORE_EMULATOR_HOST"]
     upload_url = f"http://127.0.0.1:{stack.s['UPLOAD_PORT']}/"
@@ -184,8 +205,9 @@ def bench_stack(photo: bytes, uploads: int, listens: int, load_total: int, load_
         def upload(uid: str) -> tuple[float, str]:
             headers = {"Authorization": f"Bearer {emulator_token(uid, env['GOOGLE_CLOUD_PROJECT'])}"}
             tic = time.perf_counter()
-            reply = session.post(upload_url, files={"image": ("photo.jpg", photo, "image/jpeg")}, headers=headers,
-                                 timeout=60)
+            reply = session.post(
+                upload_url, files={"image": ("photo.jpg", photo, "image/jpeg")}, headers=headers, timeout=60
+            )
             elapsed = (time.perf_counter() - tic) * 1000
             assert reply.status_code == 202, reply.text
             return elapsed, reply.json()["jobId"]
@@ -193,7 +215,9 @@ def bench_stack(photo: bytes, uploads: int, listens: int, load_total: int, load_
         def wait_all(uid: str, expected: int, timeout: float) -> list[dict]:
             deadline = time.monotonic() + timeout
             while True:
-                docs = [d.to_dict() for d in db.collection("jobs").where(filter=FieldFilter("ownerUid", "==", uid)).stream()]
+                docs = [
+                    d.to_dict() for d in db.collection("jobs").where(filter=FieldFilter("ownerUid", "==", uid)).stream()
+                ]
                 if len(docs) >= expected and all(d["status"] in TERMINAL for d in docs) or time.monotonic() > deadline:
                     return docs
                 time.sleep(0.2)
@@ -209,8 +233,15 @@ def bench_stack(photo: bytes, uploads: int, listens: int, load_total: int, load_
             seen = threading.Event()
             started = time.perf_counter()
             elapsed_ms, job_id = upload("bench-listen")
-            watch = db.collection("jobs").document(job_id).on_snapshot(
-                lambda snaps, *_: seen.set() if any(s.to_dict()["status"] in TERMINAL for s in snaps) else None)
+            watch = (
+                db.collection("jobs")
+                .document(job_id)
+                .on_snapshot(
+                    lambda snaps, *_, seen=seen: (
+                        seen.set() if any(s.to_dict()["status"] in TERMINAL for s in snaps) else None
+                    )
+                )
+            )
             assert seen.wait(60)
             to_done.append((time.perf_counter() - started) * 1000)
             watch.unsubscribe()
@@ -226,15 +257,25 @@ def bench_stack(photo: bytes, uploads: int, listens: int, load_total: int, load_
             docs += wait_all(f"load-{client}", load_total // load_clients, 600)
         drained = time.perf_counter() - started
         statuses = [d["status"] for d in docs]
-        load = {"uploads": load_total, "clients": load_clients, "upload": summary(load_ms),
-                "all_uploaded_s": round(uploaded, 2), "drain_s": round(drained, 2),
-                "jobs_created": len(docs), "done": statuses.count("done"),
-                "delivered_more_than_once": sum(1 for d in docs if d.get("attempts", 0) > 1),
-                "throughput_per_s": round(load_total / drained, 2)}
+        load = {
+            "uploads": load_total,
+            "clients": load_clients,
+            "upload": summary(load_ms),
+            "all_uploaded_s": round(uploaded, 2),
+            "drain_s": round(drained, 2),
+            "jobs_created": len(docs),
+            "done": statuses.count("done"),
+            "delivered_more_than_once": sum(1 for d in docs if d.get("attempts", 0) > 1),
+            "throughput_per_s": round(load_total / drained, 2),
+        }
         load["targets"] = {"all_done_once": load["done"] == load_total == len(docs)}
         upload_p50, done_p50 = statistics.median(upload_ms), statistics.median(to_done)
-        return {"upload": summary(upload_ms), "upload_to_done_listener": summary(to_done), "load": load,
-                "targets": {"upload_p50_le_50ms": upload_p50 <= 50, "upload_to_done_p50_le_600ms": done_p50 <= 600}}
+        return {
+            "upload": summary(upload_ms),
+            "upload_to_done_listener": summary(to_done),
+            "load": load,
+            "targets": {"upload_p50_le_50ms": upload_p50 <= 50, "upload_to_done_p50_le_600ms": done_p50 <= 600},
+        }
     finally:
         stack.down()
 
@@ -246,9 +287,15 @@ def main() -> int:
     parser.add_argument("--skip-stack", action="store_true", help="only the pipeline figures")
     args = parser.parse_args()
     photo, source = sample_photo()
-    report = {"machine": {"cpus": len(__import__("os").sched_getaffinity(0)), "python": platform.python_version(),
-                          "processor": platform.processor() or platform.machine()},
-              "photo": source, "started": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
+    report = {
+        "machine": {
+            "cpus": len(__import__("os").sched_getaffinity(0)),
+            "python": platform.python_version(),
+            "processor": platform.processor() or platform.machine(),
+        },
+        "photo": source,
+        "started": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+    }
     report["pipeline"] = bench_pipeline(photo, args.runs)
     print(json.dumps({"pipeline": report["pipeline"]}, indent=1), flush=True)
     report["cold_start"] = bench_cold_start(photo, 5)

@@ -1,6 +1,6 @@
 """The main job, end to end on the local stack: upload a photo, follow the job through status, print the result.
 
-    python scripts/demo.py [--image PHOTO] [--keep-up]
+python scripts/demo.py [--image PHOTO] [--keep-up]
 """
 
 from __future__ import annotations
@@ -15,9 +15,9 @@ from pathlib import Path
 import requests
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from scripts.sample import synthetic_lesion  # noqa: E402
-from scripts.stack import Stack, service_env  # noqa: E402
-from shared.tokens import emulator_token  # noqa: E402
+from devstack.sample import synthetic_lesion
+from devstack.stack import Stack, service_env
+from shared.tokens import emulator_token
 
 
 def show(job: dict) -> None:
@@ -25,8 +25,10 @@ def show(job: dict) -> None:
     if job["status"] == "done":
         result = job["result"]
         quality, binary, diagnosis, check = (result[k] for k in ("quality", "binary", "diagnosis", "check"))
-        print(f"  quality    blur {quality['blurScore']} (threshold {quality['blurThreshold']}), "
-              f"{quality['width']}x{quality['height']}")
+        print(
+            f"  quality    blur {quality['blurScore']} (threshold {quality['blurThreshold']}), "
+            f"{quality['width']}x{quality['height']}"
+        )
         print(f"  binary     {binary['label']:10} {binary['confidence']:.3f}   ({binary['model']})")
         print(f"  diagnosis  {diagnosis['label']:10} {diagnosis['confidence']:.3f}   ({diagnosis['model']})")
         ranked = sorted(diagnosis["scores"].items(), key=lambda kv: -kv[1])
@@ -53,8 +55,10 @@ def main() -> int:
         buffer = io.BytesIO()
         synthetic_lesion(seed=7).save(buffer, format="JPEG", quality=92)
         data, name = buffer.getvalue(), "a generated sample"
-        print("No IMAGE given: analysing a generated sample (a synthetic lesion, not a real photo). "
-              "Run `make demo IMAGE=path/to/photo.jpg` for your own.")
+        print(
+            "No IMAGE given: analysing a generated sample (a synthetic lesion, not a real photo). "
+            "Run `make demo IMAGE=path/to/photo.jpg` for your own."
+        )
 
     stack = Stack()
     print("Starting the local stack…")

@@ -19,9 +19,9 @@ import numpy as np
 from PIL import ImageFilter
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from shared.analysis.classifiers import load_manifest  # noqa: E402
-from shared.analysis.imaging import decode, encode_jpeg  # noqa: E402
-from shared.analysis.quality import measure  # noqa: E402
+from shared.analysis.classifiers import load_manifest
+from shared.analysis.imaging import decode, encode_jpeg
+from shared.analysis.quality import measure
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -48,7 +48,9 @@ def main() -> None:
     highest = float(np.floor(np.percentile(sharp, 1) * 10) / 10)  # the strictest 0.1 step refusing <= 1 %
     threshold = args.threshold if args.threshold else highest
     report = {
-        "images": len(paths), "threshold": threshold, "highest_threshold_refusing_1_percent": highest,
+        "images": len(paths),
+        "threshold": threshold,
+        "highest_threshold_refusing_1_percent": highest,
         "sharp_rejected": float(np.mean(sharp < threshold)),
         "blurred_rejected": {str(s): float(np.mean(np.array(v) < threshold)) for s, v in blurred.items()},
         "blurred_rejected_at_highest": {str(s): float(np.mean(np.array(v) < highest)) for s, v in blurred.items()},

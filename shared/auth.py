@@ -41,8 +41,10 @@ def unauthenticated(message: str = "Sign in again: send a valid Firebase ID toke
 class TokenVerifier:
     def __init__(self, project: str, emulator: bool):
         if emulator and not project.startswith("demo-"):
-            raise RuntimeError(f"FIREBASE_AUTH_EMULATOR_HOST is set while GOOGLE_CLOUD_PROJECT={project!r} is not a "
-                               "demo- project: refusing to accept unsigned tokens for a real project.")
+            raise RuntimeError(
+                f"FIREBASE_AUTH_EMULATOR_HOST is set while GOOGLE_CLOUD_PROJECT={project!r} is not a "
+                "demo- project: refusing to accept unsigned tokens for a real project."
+            )
         self.emulator = emulator
         credential = _Anonymous() if emulator else None
         name = f"skin-{project}-{'emulator' if emulator else 'live'}"
@@ -66,8 +68,12 @@ class TokenVerifier:
         except (auth.InvalidIdTokenError, auth.CertificateFetchError, ValueError):
             raise unauthenticated() from None
         now = time.time()  # the emulator path of firebase-admin skips the time checks: do them here
-        if not (isinstance(claims.get("exp"), (int, float)) and claims["exp"] > now - CLOCK_SKEW_S
-                and isinstance(claims.get("iat"), (int, float)) and claims["iat"] <= now + CLOCK_SKEW_S):
+        if not (
+            isinstance(claims.get("exp"), (int, float))
+            and claims["exp"] > now - CLOCK_SKEW_S
+            and isinstance(claims.get("iat"), (int, float))
+            and claims["iat"] <= now + CLOCK_SKEW_S
+        ):
             raise unauthenticated("The ID token has expired or is not valid yet; refresh it and try again.")
         uid = claims.get("uid") or claims.get("sub")
         if not uid or not UID.match(uid) or set(uid) <= {"."}:

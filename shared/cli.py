@@ -6,10 +6,11 @@ import argparse
 import json
 import sys
 from pathlib import Path
+from typing import Any
 
 from shared import config
-from shared.errors import ServiceError
 from shared.analysis.pipeline import Pipeline
+from shared.errors import ServiceError
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -24,11 +25,13 @@ def main(argv: list[str] | None = None) -> int:
     for path in args.photos:
         try:
             analysis = pipeline.analyze(path.read_bytes())
-            report = {"photo": str(path), "status": analysis.status}
+            report: dict[str, Any] = {"photo": str(path), "status": analysis.status}
             report["result" if analysis.result else "rejection"] = analysis.result or analysis.rejection
         except (OSError, ServiceError) as exc:
             failed = True
-            error = exc.body()["error"] if isinstance(exc, ServiceError) else {"code": "unreadable", "message": str(exc)}
+            error = (
+                exc.body()["error"] if isinstance(exc, ServiceError) else {"code": "unreadable", "message": str(exc)}
+            )
             report = {"photo": str(path), "status": "error", "error": error}
         print(json.dumps(report, indent=2 if len(args.photos) == 1 else None))
     return 1 if failed else 0

@@ -21,8 +21,12 @@ class Unavailable(ServiceError):
     """A dependency (Storage, Firestore, the queue) failed; the same request may be retried."""
 
     def __init__(self, what: str, retry_after: int = 5):
-        super().__init__(503, "unavailable", f"{what} is unavailable right now; retry in a few seconds "
-                         "(with the same Idempotency-Key it is safe).", {"Retry-After": str(retry_after)})
+        super().__init__(
+            503,
+            "unavailable",
+            f"{what} is unavailable right now; retry in a few seconds (with the same Idempotency-Key it is safe).",
+            {"Retry-After": str(retry_after)},
+        )
 
 
 def invalid_request(message: str) -> ServiceError:

@@ -5,21 +5,22 @@ from __future__ import annotations
 import io
 import json
 import time
-from typing import Callable
+from collections.abc import Callable
 
 from werkzeug.formparser import parse_form_data
 from werkzeug.wrappers import Request
 
 from shared.errors import ServiceError, invalid_request
-from shared.services import Outcome
+from shared.usecases import Outcome
 
 ALLOWED_HEADERS = "Authorization, Content-Type, Idempotency-Key"
 MULTIPART_OVERHEAD = 64 * 1024
 
 
 def too_large(limit: int) -> ServiceError:
-    return ServiceError(413, "payload_too_large", f"The upload is larger than {limit // (1024 * 1024)} MiB; "
-                        "send a smaller photo.")
+    return ServiceError(
+        413, "payload_too_large", f"The upload is larger than {limit // (1024 * 1024)} MiB; send a smaller photo."
+    )
 
 
 def read_body(request: Request, limit: int) -> bytes:
@@ -37,12 +38,18 @@ def read_image(request: Request, limit: int) -> tuple[bytes, str | None]:
     content_type = request.headers.get("Content-Type", "")
     if content_type.lower().startswith("multipart/form-data"):
         body = read_body(request, limit + MULTIPART_OVERHEAD)
-        environ = {"wsgi.input": io.BytesIO(body), "CONTENT_LENGTH": str(len(body)), "CONTENT_TYPE": content_type,
-                   "REQUEST_METHOD": "POST"}
+        environ = {
+            "wsgi.input": io.BytesIO(body),
+            "CONTENT_LENGTH": str(len(body)),
+            "CONTENT_TYPE": content_type,
+            "REQUEST_METHOD": "POST",
+        }
         try:
             _, _, files = parse_form_data(environ, silent=False)
         except Exception:
-            raise invalid_request("The multipart body could not be parsed (headers and file names must be UTF-8); send one file in the field 'image'.") from None
+            raise invalid_request(
+                "The multipart body could not be parsed (headers and file names must be UTF-8); send one file in the field 'image'."
+            ) from None
         parts = files.getlist("image")
         if not parts:
             raise ServiceError(400, "missing_image", "No file in the multipart field 'image'; attach the photo there.")
@@ -67,8 +74,11 @@ def idempotency_key(request: Request) -> str | None:
 def cors_headers(request: Request, allowed_origins: tuple[str, ...]) -> dict[str, str]:
     origin = request.headers.get("Origin")
     if origin and origin in allowed_origins:
-        return {"Access-Control-Allow-Origin": origin, "Vary": "Origin",
-                "Access-Control-Expose-Headers": "Location, Retry-After"}
+        return {
+            "Access-Control-Allow-Origin": origin,
+            "Vary": "Origin",
+            "Access-Control-Expose-Headers": "Location, Retry-After",
+        }
     return {}
 
 
@@ -81,9 +91,15 @@ def respond(request: Request, deps, function: str, handler: Callable[[], Outcome
         if request.headers.get("Origin") and not cors:
             outcome = Outcome(403, ServiceError(403, "origin_not_allowed", "This origin may not call the API.").body())
         else:
-            outcome = Outcome(204, None, {"Access-Control-Allow-Methods": methods,
-                                          "Access-Control-Allow-Headers": ALLOWED_HEADERS,
-                                          "Access-Control-Max-Age": "3600"})
+            outcome = Outcome(
+                204,
+                None,
+                {
+                    "Access-Control-Allow-Methods": methods,
+                    "Access-Control-Allow-Headers": ALLOWED_HEADERS,
+                    "Access-Control-Max-Age": "3600",
+                },
+            )
     else:
         try:
             outcome = handler()
@@ -93,12 +109,22 @@ def respond(request: Request, deps, function: str, handler: Callable[[], Outcome
             log = {"error": exc.code}
         except Exception as exc:  # an unexpected failure: logged, answered as JSON
             deps.log.write("ERROR", f"{function}: unexpected {type(exc).__name__}: {exc}")
-            outcome = Outcome(500, ServiceError(500, "internal", "Something went wrong on our side; retry later.").body())
+            outcome = Outcome(
+                500, ServiceError(500, "internal", "Something went wrong on our side; retry later.").body()
+            )
     latency = time.perf_counter() - started
-    deps.log.write("ERROR" if outcome.status >= 500 else "INFO", f"{function} {request.method} {outcome.status}",
-                   function=function, **log,
-                   httpRequest={"requestMethod": request.method, "status": outcome.status,
-                                "latency": f"{latency:.4f}s", "userAgent": request.headers.get("User-Agent")})
+    deps.log.write(
+        "ERROR" if outcome.status >= 500 else "INFO",
+        f"{function} {request.method} {outcome.status}",
+        function=function,
+        **log,
+        httpRequest={
+            "requestMethod": request.method,
+            "status": outcome.status,
+            "latency": f"{latency:.4f}s",
+            "userAgent": request.headers.get("User-Agent"),
+        },
+    )
     headers = {**cors, **outcome.headers}
     if outcome.body is None:
         return "", outcome.status, headers

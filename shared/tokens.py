@@ -1,6 +1,6 @@
 """Mint the unsigned ID tokens the Firebase Auth emulator issues, for the demo and the tests.
 
-    python -m shared.tokens UID   # prints a token valid for an hour
+python -m shared.tokens UID   # prints a token valid for an hour
 """
 
 from __future__ import annotations
@@ -17,9 +17,16 @@ def _segment(obj: dict) -> str:
 
 def emulator_token(uid: str, project: str = "demo-skin", lifetime_s: int = 3600, **claims) -> str:
     now = int(time.time())
-    payload = {"iss": f"https://securetoken.google.com/{project}", "aud": project, "sub": uid, "user_id": uid,
-               "iat": now, "exp": now + lifetime_s, "auth_time": now,
-               "firebase": {"identities": {}, "sign_in_provider": "custom"}}
+    payload = {
+        "iss": f"https://securetoken.google.com/{project}",
+        "aud": project,
+        "sub": uid,
+        "user_id": uid,
+        "iat": now,
+        "exp": now + lifetime_s,
+        "auth_time": now,
+        "firebase": {"identities": {}, "sign_in_provider": "custom"},
+    }
     payload.update(claims)
     payload = {key: value for key, value in payload.items() if value is not None}
     return f"{_segment({'alg': 'none', 'typ': 'JWT'})}.{_segment(payload)}."

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from scripts.sample import synthetic_lesion
+from devstack.sample import synthetic_lesion
 
 REPO = Path(__file__).resolve().parent.parent
 SHARED_DATA = REPO.parent / "shared" / "data"

@@ -2,10 +2,11 @@
 
 import functions_framework
 
-from shared import http, services
-from shared.domain import jobs
+from shared import http
 from shared.bootstrap import dependencies
+from shared.domain import jobs
 from shared.errors import ServiceError, invalid_request
+from shared.usecases import infer as use_cases
 
 deps = dependencies()
 analyze = deps.pipeline.analyze  # models load when the instance starts, not on the first task
@@ -25,6 +26,6 @@ def infer(request):
             retry_count = int(request.headers.get("X-CloudTasks-TaskRetryCount", "0"))
         except ValueError:
             retry_count = 0
-        return services.deliver(deps, analyze, job_id, retry_count)
+        return use_cases.deliver(deps, analyze, job_id, retry_count)
 
     return http.respond(request, deps, "infer", handle, "POST")

@@ -2,9 +2,10 @@
 
 import functions_framework
 
-from shared import http, services
+from shared import http
 from shared.bootstrap import dependencies
 from shared.errors import ServiceError
+from shared.usecases import status as use_cases
 
 deps = dependencies()
 verify_token = deps.tokens.uid  # built at start: refuses emulator tokens on a real project
@@ -20,7 +21,7 @@ def status(request):
         if not job_id:
             raise ServiceError(400, "invalid_request", "Name the job: GET /<jobId> or /?jobId=<jobId>.")
         if request.method == "DELETE":
-            return services.erase(deps, uid, job_id)
-        return services.read(deps, uid, job_id)
+            return use_cases.erase(deps, uid, job_id)
+        return use_cases.read(deps, uid, job_id)
 
     return http.respond(request, deps, "status", handle, "GET, DELETE")

@@ -2,9 +2,10 @@
 
 import functions_framework
 
-from shared import http, services
+from shared import http
 from shared.bootstrap import dependencies
 from shared.errors import ServiceError
+from shared.usecases import upload as use_cases
 
 deps = dependencies()
 verify_token = deps.tokens.uid  # built at start: refuses emulator tokens on a real project
@@ -18,6 +19,6 @@ def upload(request):
         uid = verify_token(request.headers.get("Authorization"))
         key = http.idempotency_key(request)
         data, content_type = http.read_image(request, deps.config.MAX_UPLOAD_BYTES)
-        return services.upload(deps, uid, data, content_type, key)
+        return use_cases.upload(deps, uid, data, content_type, key)
 
     return http.respond(request, deps, "upload", handle, "POST")

@@ -9,24 +9,25 @@ from google.auth.credentials import AnonymousCredentials
 from google.cloud import firestore
 
 from shared.errors import Unavailable
+from shared.ports import Snapshot, UpdateTime
 
 TIMEOUT = 10.0
-TRANSIENT = (gexc.ServiceUnavailable, gexc.DeadlineExceeded, gexc.InternalServerError, gexc.Unknown,
-             gexc.RetryError, gexc.TooManyRequests, gexc.Aborted, gexc.ResourceExhausted)
+TRANSIENT = (
+    gexc.ServiceUnavailable,
+    gexc.DeadlineExceeded,
+    gexc.InternalServerError,
+    gexc.Unknown,
+    gexc.RetryError,
+    gexc.TooManyRequests,
+    gexc.Aborted,
+    gexc.ResourceExhausted,
+)
 
 
 def make_client(project: str, emulator_host: str) -> firestore.Client:
     if emulator_host:
         return firestore.Client(project=project, credentials=AnonymousCredentials())
     return firestore.Client(project=project)
-
-
-class Snapshot:
-    """A document's data and the update time a conditional write must match."""
-
-    def __init__(self, data: dict, update_time):
-        self.data = data
-        self.update_time = update_time
 
 
 class JobStore:
@@ -54,7 +55,7 @@ class JobStore:
         except TRANSIENT as exc:
             raise Unavailable("Firestore") from exc
 
-    def update_if_unchanged(self, job_id: str, fields: dict, update_time):
+    def update_if_unchanged(self, job_id: str, fields: dict, update_time: UpdateTime) -> UpdateTime | None:
         """Write ``fields`` only if nobody wrote since ``update_time``; the new update time, or None."""
         option = self.client.write_option(last_update_time=update_time)
         try:
@@ -85,16 +86,19 @@ class QuotaStore:
         try:
             for _ in range(10):
                 snap = ref.get(timeout=TIMEOUT, retry=None)
-                data = snap.to_dict() if snap.exists else {}
+                data = (snap.to_dict() or {}) if snap.exists else {}
                 count = data.get("count", 0) if data.get("window") == window else 0
                 if count >= limit:
                     return max(1, int((window + dt.timedelta(hours=1) - now).total_seconds()))
-                fields = {"window": window, "count": count + 1,
-                          "expireAt": window + dt.timedelta(hours=2)}
+                fields = {"window": window, "count": count + 1, "expireAt": window + dt.timedelta(hours=2)}
                 try:
                     if snap.exists:
-                        ref.update(fields, option=self.client.write_option(last_update_time=snap.update_time),
-                                   timeout=TIMEOUT, retry=None)
+                        ref.update(
+                            fields,
+                            option=self.client.write_option(last_update_time=snap.update_time),
+                            timeout=TIMEOUT,
+                            retry=None,
+                        )
                     else:
                         ref.create(fields, timeout=TIMEOUT, retry=None)
                     return 0

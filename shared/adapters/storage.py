@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import google.cloud.storage as storage
 import requests
 from google.api_core import exceptions as gexc
 from google.auth.credentials import AnonymousCredentials
-from google.cloud import storage
 
 from shared.errors import Unavailable
+from shared.ports import PhotoNotFound
 
 TIMEOUT = 10.0
 TRANSIENT = (gexc.GoogleAPICallError, gexc.RetryError, requests.exceptions.RequestException)
@@ -15,13 +16,10 @@ TRANSIENT = (gexc.GoogleAPICallError, gexc.RetryError, requests.exceptions.Reque
 
 def make_client(project: str, emulator_host: str) -> storage.Client:
     if emulator_host:
-        return storage.Client(project=project, credentials=AnonymousCredentials(),
-                              client_options={"api_endpoint": emulator_host})
+        return storage.Client(
+            project=project, credentials=AnonymousCredentials(), client_options={"api_endpoint": emulator_host}
+        )
     return storage.Client(project=project)
-
-
-class PhotoNotFound(Exception):
-    pass
 
 
 class PhotoStore:

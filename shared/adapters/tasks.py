@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from typing import Any
 
 import grpc
 from google.api_core import exceptions as gexc
@@ -30,12 +31,18 @@ class TaskQueue:
 
     def enqueue(self, job_id: str) -> None:
         """Create the task named after the job (the real service refuses a second task of that name)."""
-        request = {"url": self.target_url, "http_method": tasks_v2.HttpMethod.POST,
-                   "headers": {"Content-Type": "application/json"},
-                   "body": json.dumps({"jobId": job_id}).encode()}
+        request: dict[str, Any] = {
+            "url": self.target_url,
+            "http_method": tasks_v2.HttpMethod.POST,
+            "headers": {"Content-Type": "application/json"},
+            "body": json.dumps({"jobId": job_id}).encode(),
+        }
         if self.service_account:
             request["oidc_token"] = {"service_account_email": self.service_account, "audience": self.target_url}
-        task = {"name": f"{self.queue}/tasks/{job_id}", "http_request": request}
+        task: Any = {
+            "name": f"{self.queue}/tasks/{job_id}",
+            "http_request": request,
+        }  # the mapping form of a Task, as proto-plus accepts
         try:
             self.client.create_task(parent=self.queue, task=task, timeout=TIMEOUT, retry=None)
         except gexc.AlreadyExists:

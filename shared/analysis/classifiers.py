@@ -52,13 +52,21 @@ def load_manifest(models_dir: Path) -> dict[str, ModelEntry]:
             raise ModelError(f"{path}: no '{role}' model; the manifest needs {', '.join(ROLES)}.")
         spec = models[role]
         entries[role] = ModelEntry(
-            role=role, name=spec["name"], version=spec["version"], architecture=spec["architecture"],
-            file=Path(models_dir) / spec["file"], sha256=spec["sha256"],
+            role=role,
+            name=spec["name"],
+            version=spec["version"],
+            architecture=spec["architecture"],
+            file=Path(models_dir) / spec["file"],
+            sha256=spec["sha256"],
             torch_file=Path(models_dir) / spec["torch_file"] if spec.get("torch_file") else None,
-            torch_sha256=spec.get("torch_sha256"), labels=tuple(spec["labels"]), size=int(spec["input"]["size"]),
-            mean=tuple(spec["input"]["mean"]), std=tuple(spec["input"]["std"]),
+            torch_sha256=spec.get("torch_sha256"),
+            labels=tuple(spec["labels"]),
+            size=int(spec["input"]["size"]),
+            mean=tuple(spec["input"]["mean"]),
+            std=tuple(spec["input"]["std"]),
             temperature=float(spec.get("temperature", 1.0)),
-            logit_bias=tuple(float(spec.get("logit_bias", {}).get(label, 0.0)) for label in spec["labels"]))
+            logit_bias=tuple(float(spec.get("logit_bias", {}).get(label, 0.0)) for label in spec["labels"]),
+        )
     return entries
 
 
@@ -70,8 +78,10 @@ def read_verified(path: Path, expected_sha256: str | None) -> tuple[bytes, str]:
         raise ModelError(f"model file {path} is missing ({exc}); run `make export` or fix MODELS_DIR.") from exc
     digest = hashlib.sha256(data).hexdigest()
     if expected_sha256 and digest != expected_sha256:
-        raise ModelError(f"{path.name}: sha256 {digest[:12]}… does not match the manifest "
-                         f"({expected_sha256[:12]}…); run `make export` after changing weights.")
+        raise ModelError(
+            f"{path.name}: sha256 {digest[:12]}… does not match the manifest "
+            f"({expected_sha256[:12]}…); run `make export` after changing weights."
+        )
     return data, digest
 
 
@@ -119,9 +129,11 @@ class OnnxClassifier:
         self.input_name = self.session.get_inputs()[0].name
         output_shape = self.session.get_outputs()[0].shape
         if len(output_shape) != 2 or output_shape[1] != len(entry.labels):
-            raise ModelError(f"{entry.file.name} outputs {output_shape}, not one probability per label "
-                             f"{list(entry.labels)}: only classification models are supported (a detection "
-                             "model must be retrained or exported as a classifier).")
+            raise ModelError(
+                f"{entry.file.name} outputs {output_shape}, not one probability per label "
+                f"{list(entry.labels)}: only classification models are supported (a detection "
+                "model must be retrained or exported as a classifier)."
+            )
 
     def raw(self, pixels: np.ndarray) -> np.ndarray:
         """Uncalibrated probabilities for uint8 N x S x S x 3 RGB pixels."""
@@ -151,8 +163,10 @@ class TorchClassifier:
         _, self.sha256 = read_verified(entry.torch_file, entry.torch_sha256)
         model, _ = load_checkpoint(entry.torch_file, device="cpu")
         if getattr(model, "task", None) != "classify":
-            raise ModelError(f"{entry.torch_file.name} is a YOLO '{getattr(model, 'task', '?')}' model; "
-                             "this service needs YOLO classification models (yolo11*-cls).")
+            raise ModelError(
+                f"{entry.torch_file.name} is a YOLO '{getattr(model, 'task', '?')}' model; "
+                "this service needs YOLO classification models (yolo11*-cls)."
+            )
         names = [model.names[i] for i in sorted(model.names)]
         if names != list(entry.labels):
             raise ModelError(f"{entry.torch_file.name} predicts {names}, the manifest says {list(entry.labels)}.")
@@ -181,7 +195,7 @@ class TorchClassifier:
 
 
 def load_classifiers(models_dir: Path, runtime: str, threads: int) -> dict[str, OnnxClassifier | TorchClassifier]:
-    kinds = {"onnx": OnnxClassifier, "torch": TorchClassifier}
+    kinds: dict[str, type[OnnxClassifier] | type[TorchClassifier]] = {"onnx": OnnxClassifier, "torch": TorchClassifier}
     if runtime not in kinds:
         raise ModelError(f"MODEL_RUNTIME={runtime!r}: use 'onnx' or 'torch'.")
     entries = load_manifest(models_dir)

@@ -11,28 +11,36 @@ import warnings
 from dataclasses import dataclass
 
 import numpy as np
+import pillow_heif
 from PIL import Image, ImageOps
 
 from shared.errors import ServiceError
 
-try:  # HEIC/HEIF, what iPhones send
-    import pillow_heif
-
-    pillow_heif.register_heif_opener()
-except ImportError:  # pragma: no cover - pillow-heif is in every requirements file
-    pillow_heif = None
+pillow_heif.register_heif_opener()  # HEIC/HEIF, what iPhones send
 
 Image.MAX_IMAGE_PIXELS = None  # the limit is ours (MAX_IMAGE_PIXELS), checked before decoding
 
 SUPPORTED = {"jpeg": "image/jpeg", "png": "image/png", "webp": "image/webp", "heif": "image/heif"}
 CONTENT_TYPE_ALIASES = {
-    "image/jpeg": "jpeg", "image/jpg": "jpeg", "image/pjpeg": "jpeg", "image/png": "png", "image/webp": "webp",
-    "image/heic": "heif", "image/heif": "heif", "image/heic-sequence": "heif", "image/heif-sequence": "heif",
+    "image/jpeg": "jpeg",
+    "image/jpg": "jpeg",
+    "image/pjpeg": "jpeg",
+    "image/png": "png",
+    "image/webp": "webp",
+    "image/heic": "heif",
+    "image/heif": "heif",
+    "image/heic-sequence": "heif",
+    "image/heif-sequence": "heif",
 }
 GENERIC_TYPES = {"", "application/octet-stream"}
 HEIF_BRANDS = {b"heic", b"heix", b"hevc", b"hevx", b"heim", b"heis", b"mif1", b"msf1"}
 OTHER_SIGNATURES = {  # recognised, refused with 415
-    b"GIF8": "gif", b"%PDF": "pdf", b"PK\x03\x04": "zip", b"BM": "bmp", b"II*\x00": "tiff", b"MM\x00*": "tiff",
+    b"GIF8": "gif",
+    b"%PDF": "pdf",
+    b"PK\x03\x04": "zip",
+    b"BM": "bmp",
+    b"II*\x00": "tiff",
+    b"MM\x00*": "tiff",
 }
 
 
@@ -63,18 +71,25 @@ def check_format(data: bytes, declared: str | None) -> str:
     """Return the SUPPORTED format of ``data``; raise 415 for another type or a declared type that lies."""
     declared_type = media_type(declared)
     if declared_type not in GENERIC_TYPES and declared_type not in CONTENT_TYPE_ALIASES:
-        raise ServiceError(415, "unsupported_media_type",
-                           f"'{declared_type}' is not accepted; send a JPEG, PNG, WebP or HEIC photo.")
+        raise ServiceError(
+            415, "unsupported_media_type", f"'{declared_type}' is not accepted; send a JPEG, PNG, WebP or HEIC photo."
+        )
     actual = sniff(data)
     if actual is None:
         raise ServiceError(400, "invalid_image", "The bytes are not an image; send a JPEG, PNG, WebP or HEIC photo.")
     if actual not in SUPPORTED:
-        raise ServiceError(415, "unsupported_media_type",
-                           f"This file is {actual.upper()}, which is not accepted; send a JPEG, PNG, WebP or HEIC photo.")
+        raise ServiceError(
+            415,
+            "unsupported_media_type",
+            f"This file is {actual.upper()}, which is not accepted; send a JPEG, PNG, WebP or HEIC photo.",
+        )
     if declared_type not in GENERIC_TYPES and CONTENT_TYPE_ALIASES[declared_type] != actual:
-        raise ServiceError(415, "unsupported_media_type",
-                           f"The declared type '{declared_type}' does not match the bytes, which are "
-                           f"{actual.upper()}; send the file with its real type.")
+        raise ServiceError(
+            415,
+            "unsupported_media_type",
+            f"The declared type '{declared_type}' does not match the bytes, which are "
+            f"{actual.upper()}; send the file with its real type.",
+        )
     return actual
 
 
@@ -89,8 +104,14 @@ class Photo:
     height: int
 
 
-def decode(data: bytes, declared: str | None = None, *, min_side: int = 64,
-           max_pixels: int = 40_000_000, reduce_to: int | None = None) -> Photo:
+def decode(
+    data: bytes,
+    declared: str | None = None,
+    *,
+    min_side: int = 64,
+    max_pixels: int = 40_000_000,
+    reduce_to: int | None = None,
+) -> Photo:
     """Validate and decode ``data``: EXIF orientation applied; any mode converted to 8-bit RGB.
 
     ``reduce_to`` (for analysis, which never needs the full resolution): a JPEG is decoded at the smallest
@@ -103,15 +124,18 @@ def decode(data: bytes, declared: str | None = None, *, min_side: int = 64,
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            image = Image.open(io.BytesIO(data))
+            image: Image.Image = Image.open(io.BytesIO(data))
             width, height = image.size
             if width * height > max_pixels:
-                raise ServiceError(422, "image_too_large",
-                                   f"The photo is {width}x{height}, over {max_pixels // 1_000_000} megapixels; "
-                                   "send a smaller photo.")
+                raise ServiceError(
+                    422,
+                    "image_too_large",
+                    f"The photo is {width}x{height}, over {max_pixels // 1_000_000} megapixels; send a smaller photo.",
+                )
             if getattr(image, "n_frames", 1) > 1 and fmt != "heif":
-                raise ServiceError(415, "unsupported_media_type",
-                                   "Animated images are not accepted; send a single photo.")
+                raise ServiceError(
+                    415, "unsupported_media_type", "Animated images are not accepted; send a single photo."
+                )
             if reduce_to:
                 image.draft(None, (reduce_to, reduce_to))  # a no-op for formats other than JPEG
             image.load()
@@ -121,13 +145,17 @@ def decode(data: bytes, declared: str | None = None, *, min_side: int = 64,
     except ServiceError:
         raise
     except Exception as exc:  # PIL raises many types for broken data
-        raise ServiceError(400, "invalid_image",
-                           "The image could not be decoded (it may be truncated or corrupt); send the photo again.") from exc
+        raise ServiceError(
+            400,
+            "invalid_image",
+            "The image could not be decoded (it may be truncated or corrupt); send the photo again.",
+        ) from exc
     if rgb.size != decoded_size:  # EXIF orientation turned it a quarter
         width, height = height, width
     if min(width, height) < min_side:
-        raise ServiceError(422, "image_too_small",
-                           f"The photo is {width}x{height}; its shorter side must be at least {min_side} px.")
+        raise ServiceError(
+            422, "image_too_small", f"The photo is {width}x{height}; its shorter side must be at least {min_side} px."
+        )
     return Photo(rgb, fmt, width, height)
 
 

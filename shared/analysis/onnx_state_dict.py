@@ -14,7 +14,6 @@ import onnx
 import torch
 from onnx import numpy_helper
 
-
 PREFIX = "model."  # models.export wraps the network in a module whose attribute is ``model``
 
 
@@ -24,8 +23,11 @@ def state_dict_from_onnx(path: Path) -> dict[str, torch.Tensor]:
     for node in graph.node:  # the exporter dedupes equal tensors into Identity nodes (e.g. twin BN biases)
         if node.op_type == "Identity" and node.input[0] in tensors:
             tensors[node.output[0]] = tensors[node.input[0]]
-    state = {name.removeprefix(PREFIX): torch.from_numpy(array.copy()) for name, array in tensors.items()
-             if name.startswith(PREFIX)}
+    state = {
+        name.removeprefix(PREFIX): torch.from_numpy(array.copy())
+        for name, array in tensors.items()
+        if name.startswith(PREFIX)
+    }
     for name in [key for key in state if key.endswith(".running_mean")]:
         state[name.replace(".running_mean", ".num_batches_tracked")] = torch.tensor(0, dtype=torch.long)
     return state

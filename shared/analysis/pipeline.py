@@ -9,11 +9,12 @@ import numpy as np
 
 from shared.analysis import quality
 from shared.analysis.classifiers import calibrate, load_classifiers
-from shared.config import Config
-from shared.labels import group_of
 from shared.analysis.imaging import Photo, decode
 from shared.analysis.preprocess import resize_center_crop
 from shared.analysis.threads import usable_cpus
+from shared.config import Config
+from shared.labels import group_of
+
 
 @dataclass
 class Analysis:
@@ -25,8 +26,12 @@ class Analysis:
 
 def prediction(labels: tuple[str, ...], probs: np.ndarray, model_name: str) -> dict:
     best = int(np.argmax(probs))
-    return {"label": labels[best], "confidence": float(probs[best]),
-            "scores": {label: float(p) for label, p in zip(labels, probs)}, "model": model_name}
+    return {
+        "label": labels[best],
+        "confidence": float(probs[best]),
+        "scores": {label: float(p) for label, p in zip(labels, probs)},
+        "model": model_name,
+    }
 
 
 class Pipeline:
@@ -44,8 +49,9 @@ class Pipeline:
     def analyze(self, data: bytes, content_type: str | None = None) -> Analysis:
         """Decode and analyse; invalid bytes raise ServiceError (400/415/422)."""
         started = time.perf_counter()
-        photo = decode(data, content_type, min_side=self.min_side, max_pixels=self.max_pixels,
-                       reduce_to=self.decode_side)
+        photo = decode(
+            data, content_type, min_side=self.min_side, max_pixels=self.max_pixels, reduce_to=self.decode_side
+        )
         decode_ms = (time.perf_counter() - started) * 1000
         analysis = self.analyze_photo(photo)
         analysis.timings_ms = {"decode": round(decode_ms, 2), **analysis.timings_ms}
@@ -87,12 +93,19 @@ class Pipeline:
             entry = classifier.entry
             out[role] = prediction(entry.labels, calibrate(raw[role], entry.temperature, entry.logit_bias), entry.name)
         out["check"]["agrees"] = group_of(out["check"]["label"]) == out["binary"]["label"]
-        conclusive = (out["binary"]["confidence"] >= self.conf_threshold
-                      and out["check"]["confidence"] >= self.conf_threshold and out["check"]["agrees"])
+        conclusive = (
+            out["binary"]["confidence"] >= self.conf_threshold
+            and out["check"]["confidence"] >= self.conf_threshold
+            and out["check"]["agrees"]
+        )
         return {
             "quality": quality.report(measured, self.limits),
-            "binary": out["binary"], "diagnosis": out["diagnosis"], "check": out["check"],
+            "binary": out["binary"],
+            "diagnosis": out["diagnosis"],
+            "check": out["check"],
             "conclusive": bool(conclusive),
-            "models": {role: {"name": c.entry.name, "version": c.entry.version, "sha256": c.sha256}
-                       for role, c in self.classifiers.items()},
+            "models": {
+                role: {"name": c.entry.name, "version": c.entry.version, "sha256": c.sha256}
+                for role, c in self.classifiers.items()
+            },
         }

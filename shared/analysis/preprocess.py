@@ -17,7 +17,7 @@ def resize_center_crop(image: Image.Image, size: int) -> np.ndarray:
         new_width, new_height = size, int(size * height / width)
     else:
         new_width, new_height = int(size * width / height), size
-    resized = image.convert("RGB").resize((new_width, new_height), Image.BILINEAR)
+    resized = image.convert("RGB").resize((new_width, new_height), Image.Resampling.BILINEAR)
     top = int(round((new_height - size) / 2.0))
     left = int(round((new_width - size) / 2.0))
     return np.asarray(resized.crop((left, top, left + size, top + size)), dtype=np.uint8)

@@ -21,7 +21,7 @@ class Quality:
 def measure(image: Image.Image, size: tuple[int, int] | None = None) -> Quality:
     """Blur and brightness of ``image``; ``size``: the photo's own, when ``image`` is a reduced decode."""
     width, height = size or image.size
-    grey = np.asarray(image.convert("L").resize((GATE_SIZE, GATE_SIZE), Image.BILINEAR), dtype=np.float32)
+    grey = np.asarray(image.convert("L").resize((GATE_SIZE, GATE_SIZE), Image.Resampling.BILINEAR), dtype=np.float32)
     laplacian = grey[:-2, 1:-1] + grey[2:, 1:-1]  # 4-neighbour Laplacian, summed in place (a third of the time)
     laplacian += grey[1:-1, :-2]
     laplacian += grey[1:-1, 2:]
@@ -42,15 +42,25 @@ def rejection(quality: Quality, limits: Thresholds) -> dict | None:
     if quality.brightness < limits.dark:
         return {"code": "too_dark", "message": "The photo is too dark to analyse. Take it again in good light."}
     if quality.brightness > limits.bright:
-        return {"code": "overexposed", "message": "The photo is overexposed. Take it again without direct "
-                "flash or strong light on the skin."}
+        return {
+            "code": "overexposed",
+            "message": "The photo is overexposed. Take it again without direct flash or strong light on the skin.",
+        }
     if quality.blur_score < limits.blur:
-        return {"code": "too_blurry", "message": "The photo is too blurry to analyse. Hold the camera steady, "
-                "let it focus on the lesion and take the photo again."}
+        return {
+            "code": "too_blurry",
+            "message": "The photo is too blurry to analyse. Hold the camera steady, "
+            "let it focus on the lesion and take the photo again.",
+        }
     return None
 
 
 def report(quality: Quality, limits: Thresholds) -> dict:
     """The ``result.quality`` object of API.md."""
-    return {"ok": rejection(quality, limits) is None, "blurScore": round(quality.blur_score, 2),
-            "blurThreshold": limits.blur, "width": quality.width, "height": quality.height}
+    return {
+        "ok": rejection(quality, limits) is None,
+        "blurScore": round(quality.blur_score, 2),
+        "blurThreshold": limits.blur,
+        "width": quality.width,
+        "height": quality.height,
+    }

@@ -32,8 +32,15 @@ def is_job_id(value: str) -> bool:
 
 
 def new_job(uid: str, image: dict, now: dt.datetime, ttl_days: int) -> dict:
-    return {"ownerUid": uid, "status": QUEUED, "createdAt": now, "updatedAt": now,
-            "expireAt": now + dt.timedelta(days=ttl_days), "image": image, "attempts": 0}
+    return {
+        "ownerUid": uid,
+        "status": QUEUED,
+        "createdAt": now,
+        "updatedAt": now,
+        "expireAt": now + dt.timedelta(days=ttl_days),
+        "image": image,
+        "attempts": 0,
+    }
 
 
 @dataclass(frozen=True)
@@ -52,12 +59,26 @@ def claim(job: dict | None, now: dt.datetime, owner: str, lease_seconds: int) ->
     lease_until = job.get("leaseUntil")
     if job["status"] == PROCESSING and lease_until is not None and lease_until > now:
         return Claim("busy")
-    return Claim("claim", {"status": PROCESSING, "attempts": job.get("attempts", 0) + 1, "leaseOwner": owner,
-                           "leaseUntil": now + dt.timedelta(seconds=lease_seconds), "updatedAt": now})
+    return Claim(
+        "claim",
+        {
+            "status": PROCESSING,
+            "attempts": job.get("attempts", 0) + 1,
+            "leaseOwner": owner,
+            "leaseUntil": now + dt.timedelta(seconds=lease_seconds),
+            "updatedAt": now,
+        },
+    )
 
 
-def finish(status: str, now: dt.datetime, *, result: dict | None = None, rejection: dict | None = None,
-           error: dict | None = None) -> dict:
+def finish(
+    status: str,
+    now: dt.datetime,
+    *,
+    result: dict | None = None,
+    rejection: dict | None = None,
+    error: dict | None = None,
+) -> dict:
     """Fields that end a claimed job."""
     assert status in TERMINAL
     fields = {"status": status, "updatedAt": now, "leaseOwner": None, "leaseUntil": None}
@@ -77,11 +98,18 @@ def abandoned(job: dict, now: dt.datetime, max_attempts: int, stale_after: dt.ti
     if job["status"] in TERMINAL:
         return None
     lease_until = job.get("leaseUntil")
-    crashed_last = (job["status"] == PROCESSING and job.get("attempts", 0) >= max_attempts
-                    and lease_until is not None and lease_until <= now)
+    crashed_last = (
+        job["status"] == PROCESSING
+        and job.get("attempts", 0) >= max_attempts
+        and lease_until is not None
+        and lease_until <= now
+    )
     if crashed_last or job["updatedAt"] + stale_after <= now:
-        return finish(FAILED, now, error={"code": "not_processed", "message": "The analysis could not be "
-                      "completed; upload the photo again."})
+        return finish(
+            FAILED,
+            now,
+            error={"code": "not_processed", "message": "The analysis could not be completed; upload the photo again."},
+        )
     return None
 
 

@@ -20,7 +20,7 @@ from pathlib import Path
 import pytest
 import requests
 
-from scripts.sample import synthetic_lesion
+from devstack.sample import synthetic_lesion
 
 REPO = Path(__file__).resolve().parents[2]
 VENVS = REPO / "build" / "test-venvs"
@@ -39,21 +39,27 @@ def bundle_python() -> str:
 
 def venv_for(requirements: Path) -> Path:
     python = bundle_python()
-    version = subprocess.run([python, "-c", "import sys; print(sys.version)"], capture_output=True, text=True,
-                             check=True).stdout
+    version = subprocess.run(
+        [python, "-c", "import sys; print(sys.version)"], capture_output=True, text=True, check=True
+    ).stdout
     venv = VENVS / hashlib.sha256(version.encode() + requirements.read_bytes()).hexdigest()[:16]
     if not (venv / ".complete").exists():
         subprocess.run([python, "-m", "venv", "--clear", str(venv)], check=True)
-        subprocess.run([str(venv / "bin/pip"), "install", "-q", "--disable-pip-version-check", "-r",
-                        str(requirements)], check=True)
+        subprocess.run(
+            [str(venv / "bin/pip"), "install", "-q", "--disable-pip-version-check", "-r", str(requirements)], check=True
+        )
         (venv / ".complete").touch()
     return venv
 
 
 def clean_env(**extra: str) -> dict[str, str]:
     """No PYTHONPATH, no emulator or repository settings: only what a deployed function would have."""
-    return {"PATH": os.environ["PATH"], "HOME": os.environ.get("HOME", "/tmp"), "GOOGLE_CLOUD_PROJECT": "demo-skin",
-            **extra}
+    return {
+        "PATH": os.environ["PATH"],
+        "HOME": os.environ.get("HOME", "/tmp"),
+        "GOOGLE_CLOUD_PROJECT": "demo-skin",
+        **extra,
+    }
 
 
 def free_port() -> int:
@@ -67,9 +73,24 @@ def serve(venv: Path, folder: Path, target: str, log: Path, **env: str):
     """functions-framework serving folder/main.py on a free loopback port; yields its URL."""
     port = free_port()
     with log.open("wb") as out:
-        server = subprocess.Popen([str(venv / "bin/functions-framework"), "--target", target, "--source", "main.py",
-                                   "--host", "127.0.0.1", "--port", str(port)], cwd=folder, env=clean_env(**env),
-                                  stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+        server = subprocess.Popen(
+            [
+                str(venv / "bin/functions-framework"),
+                "--target",
+                target,
+                "--source",
+                "main.py",
+                "--host",
+                "127.0.0.1",
+                "--port",
+                str(port),
+            ],
+            cwd=folder,
+            env=clean_env(**env),
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
     try:
         deadline = time.monotonic() + 120
         while socket.socket().connect_ex(("127.0.0.1", port)) != 0:
@@ -114,15 +135,17 @@ def test_staged_folders_hold_only_what_deploys(staged):
         names = {path.relative_to(folder).as_posix() for path in folder.rglob("*")}
         assert {"main.py", "requirements.txt", "shared/__init__.py", "shared/adapters/__init__.py"} <= names
         assert not [name for name in names if "__pycache__" in name or name.endswith(".pyc")]
-        assert (folder / "requirements.txt").read_bytes() == (REPO / "functions" / folder.name /
-                                                              "requirements.txt").read_bytes()
+        assert (folder / "requirements.txt").read_bytes() == (
+            REPO / "functions" / folder.name / "requirements.txt"
+        ).read_bytes()
 
 
 @pytest.mark.parametrize("function", ["upload", "status"])
 def test_public_function_serves_from_its_bundle(staged, tmp_path, function):
     venv = venv_for(staged / function / "requirements.txt")
-    with serve(venv, staged / function, function, tmp_path / "server.log",
-               FIREBASE_AUTH_EMULATOR_HOST="127.0.0.1:9099") as url:
+    with serve(
+        venv, staged / function, function, tmp_path / "server.log", FIREBASE_AUTH_EMULATOR_HOST="127.0.0.1:9099"
+    ) as url:
         reply = (requests.post if function == "upload" else requests.get)(url, timeout=30)
     assert reply.status_code == 401, reply.text
     assert reply.json()["error"]["code"] == "unauthenticated"
@@ -139,10 +162,15 @@ def test_infer_bundle_has_onnx_models_only(staged):
 
 
 def test_infer_venv_has_no_torch_and_fits(infer_venv):
-    assert subprocess.run([str(infer_venv / "bin/python"), "-c", "import torch"], capture_output=True,
-                          env=clean_env()).returncode != 0
-    size_mb = int(subprocess.run(["du", "-sm", str(infer_venv)], capture_output=True, text=True,
-                                 check=True).stdout.split()[0])
+    assert (
+        subprocess.run(
+            [str(infer_venv / "bin/python"), "-c", "import torch"], capture_output=True, env=clean_env()
+        ).returncode
+        != 0
+    )
+    size_mb = int(
+        subprocess.run(["du", "-sm", str(infer_venv)], capture_output=True, text=True, check=True).stdout.split()[0]
+    )
     (REPO / "build/infer-venv-size.txt").write_text(f"{size_mb}\n")
     print(f"infer virtualenv: {size_mb} MB (goal <= 600 MB)")
     assert size_mb <= 600
@@ -157,14 +185,24 @@ def test_infer_loads_the_models_and_refuses_requests_not_from_the_queue(staged, 
 
 
 def test_infer_bundle_analyses_a_photo(staged, infer_venv, tmp_path):
-    photo = tmp_path / "lesion.png"
-    synthetic_lesion(seed=3).save(photo)
+    """A sharp lesion gets a result from every model and a blurred one is refused: a bundle that rejects (or
+    accepts) every photo fails here."""
+    sharp, blurred = tmp_path / "lesion.png", tmp_path / "blurred.png"
+    synthetic_lesion(seed=3).save(sharp)
+    synthetic_lesion(seed=3, blur=6).save(blurred)
     folder = staged / "infer"
-    done = subprocess.run([str(infer_venv / "bin/python"), "-m", "shared.cli", "analyze", str(photo)], cwd=folder,
-                          env=clean_env(MODELS_DIR=str(folder / "models")), capture_output=True, text=True,
-                          timeout=300)
+    done = subprocess.run(
+        [str(infer_venv / "bin/python"), "-m", "shared.cli", "analyze", str(sharp), str(blurred)],
+        cwd=folder,
+        env=clean_env(MODELS_DIR=str(folder / "models")),
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert done.returncode == 0, done.stderr
-    report = json.loads(done.stdout)
-    assert report["status"] in {"done", "rejected"}
-    if report["status"] == "done":
-        assert {"binary", "diagnosis", "check"} <= report["result"].keys()
+    lesion, refused = (json.loads(line) for line in done.stdout.splitlines())
+    assert lesion["status"] == "done", lesion
+    result = lesion["result"]
+    assert {"binary", "diagnosis", "check"} <= result.keys() and result["quality"]["ok"] is True
+    assert sum(result["binary"]["scores"].values()) == pytest.approx(1, abs=1e-4)
+    assert refused["status"] == "rejected" and refused["rejection"]["code"] == "too_blurry", refused

@@ -35,15 +35,20 @@ def dry_run(tmp_path: Path, **env: str) -> list[list[str]]:
         if not (bin_dir / tool).exists():
             (bin_dir / tool).symlink_to(path)
     assert shutil.which("gcloud", path=str(bin_dir)) is None
-    done = subprocess.run([str(bin_dir / "bash"), "deploy/deploy.sh", "--dry-run", "--project", "my-proj",
-                           "--region", "europe-west1"], cwd=REPO, capture_output=True, text=True, timeout=60,
-                          env={"PATH": str(bin_dir), "WORK_DIR": str(tmp_path / "work"), **env})
+    done = subprocess.run(
+        [str(bin_dir / "bash"), "deploy/deploy.sh", "--dry-run", "--project", "my-proj", "--region", "europe-west1"],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={"PATH": str(bin_dir), "WORK_DIR": str(tmp_path / "work"), **env},
+    )
     assert done.returncode == 0, done.stderr
     return [shlex.split(re.sub(r"^[A-Z_]+=\$\((.*)\)$", r"\1", line)) for line in done.stdout.splitlines()]
 
 
 def find(commands: list[list[str]], *words: str) -> list[list[str]]:
-    return [cmd for cmd in commands if cmd[:len(words)] == list(words)]
+    return [cmd for cmd in commands if cmd[: len(words)] == list(words)]
 
 
 def one(commands: list[list[str]], *words: str) -> list[str]:
@@ -80,17 +85,28 @@ def test_infer_is_private_with_one_request_per_instance(commands):
 def test_queue_retries_and_rate_limits(commands):
     queue = one(commands, "gcloud", "tasks", "queues", "create", "infer")
     concurrent = int(CONFIG["INFER_MAX_INSTANCES"]) * int(CONFIG["INFER_CONCURRENCY"])
-    for flag in (f"--max-attempts={CONFIG['MAX_ATTEMPTS']}", "--min-backoff=10s", "--max-backoff=300s",
-                 f"--max-doublings={CONFIG['QUEUE_MAX_DOUBLINGS']}", f"--max-concurrent-dispatches={concurrent}",
-                 f"--max-dispatches-per-second={CONFIG['QUEUE_MAX_DISPATCHES_PER_SECOND']}"):
+    for flag in (
+        f"--max-attempts={CONFIG['MAX_ATTEMPTS']}",
+        "--min-backoff=10s",
+        "--max-backoff=300s",
+        f"--max-doublings={CONFIG['QUEUE_MAX_DOUBLINGS']}",
+        f"--max-concurrent-dispatches={concurrent}",
+        f"--max-dispatches-per-second={CONFIG['QUEUE_MAX_DISPATCHES_PER_SECOND']}",
+    ):
         assert flag in queue
 
 
 def test_functions_are_gen2_python312_and_public(commands):
     for name in ("upload", "status"):
         deploy = one(commands, "gcloud", "functions", "deploy", name)
-        for flag in ("--gen2", "--runtime=python312", "--trigger-http", f"--entry-point={name}",
-                     "--allow-unauthenticated", f"--service-account=skin-{name}@my-proj.iam.gserviceaccount.com"):
+        for flag in (
+            "--gen2",
+            "--runtime=python312",
+            "--trigger-http",
+            f"--entry-point={name}",
+            "--allow-unauthenticated",
+            f"--service-account=skin-{name}@my-proj.iam.gserviceaccount.com",
+        ):
             assert flag in deploy
         assert f"--source={CONFIG['STAGE_DIR']}/{name}" in deploy
 
@@ -110,40 +126,56 @@ def test_least_privilege_bindings(commands):
     assert "--role=roles/iam.serviceAccountUser" in act_as
     enqueue = one(commands, "gcloud", "tasks", "queues", "add-iam-policy-binding", "infer")
     assert "--role=roles/cloudtasks.enqueuer" in enqueue
-    project_roles = {arg for cmd in find(commands, "gcloud", "projects", "add-iam-policy-binding")
-                     for arg in cmd if arg.startswith("--role=")}
+    project_roles = {
+        arg
+        for cmd in find(commands, "gcloud", "projects", "add-iam-policy-binding")
+        for arg in cmd
+        if arg.startswith("--role=")
+    }
     assert project_roles == {"--role=roles/datastore.user"}
-    bucket = {(cmd[5].split("@")[0], cmd[6]) for cmd in find(commands, "gcloud", "storage", "buckets",
-                                                               "add-iam-policy-binding")}
-    assert bucket == {("--member=serviceAccount:skin-upload", "--role=roles/storage.objectAdmin"),
-                      ("--member=serviceAccount:skin-status", "--role=roles/storage.objectAdmin"),
-                      ("--member=serviceAccount:skin-infer", "--role=roles/storage.objectViewer")}
+    bucket = {
+        (cmd[5].split("@")[0], cmd[6])
+        for cmd in find(commands, "gcloud", "storage", "buckets", "add-iam-policy-binding")
+    }
+    assert bucket == {
+        ("--member=serviceAccount:skin-upload", "--role=roles/storage.objectAdmin"),
+        ("--member=serviceAccount:skin-status", "--role=roles/storage.objectAdmin"),
+        ("--member=serviceAccount:skin-infer", "--role=roles/storage.objectViewer"),
+    }
 
 
 def test_ttl_lifecycle_and_private_bucket(commands, tmp_path_factory):
     for group in ("jobs", "quotas"):
-        ttl = one(commands, "gcloud", "firestore", "fields", "ttls", "update", "expireAt",
-                  f"--collection-group={group}")
+        ttl = one(
+            commands, "gcloud", "firestore", "fields", "ttls", "update", "expireAt", f"--collection-group={group}"
+        )
         assert "--enable-ttl" in ttl
     update = one(commands, "gcloud", "storage", "buckets", "update", "gs://my-proj-skin-photos")
     assert "--uniform-bucket-level-access" in update and "--public-access-prevention" in update
     (lifecycle,) = [arg.split("=", 1)[1] for arg in update if arg.startswith("--lifecycle-file=")]
     (rule,) = json.loads(Path(lifecycle).read_text())["lifecycle"]["rule"]
-    assert rule == {"action": {"type": "Delete"},
-                    "condition": {"age": int(CONFIG["JOB_TTL_DAYS"]), "matchesPrefix": ["uploads/"]}}
+    assert rule == {
+        "action": {"type": "Delete"},
+        "condition": {"age": int(CONFIG["JOB_TTL_DAYS"]), "matchesPrefix": ["uploads/"]},
+    }
 
 
 def test_rules_are_released(commands):
     def bodies(url: str) -> list[dict]:
-        return [json.loads(Path(cmd[-1].removeprefix("@")).read_text())
-                for cmd in find(commands, "curl", "-sS", "--fail-with-body", "-X", "POST", url)]
+        return [
+            json.loads(Path(cmd[-1].removeprefix("@")).read_text())
+            for cmd in find(commands, "curl", "-sS", "--fail-with-body", "-X", "POST", url)
+        ]
 
     api = "https://firebaserules.googleapis.com/v1/projects/my-proj"
     rulesets = [body["source"]["files"][0] for body in bodies(f"{api}/rulesets")]
     assert [(file["name"], file["content"]) for file in rulesets] == [
-        (name, (REPO / "deploy" / name).read_text()) for name in ("firestore.rules", "storage.rules")]
+        (name, (REPO / "deploy" / name).read_text()) for name in ("firestore.rules", "storage.rules")
+    ]
     assert [body["name"] for body in bodies(f"{api}/releases")] == [
-        "projects/my-proj/releases/cloud.firestore", "projects/my-proj/releases/firebase.storage/my-proj-skin-photos"]
+        "projects/my-proj/releases/cloud.firestore",
+        "projects/my-proj/releases/firebase.storage/my-proj-skin-photos",
+    ]
     assert not any("DRY-RUN-TOKEN" in arg for cmd in commands for arg in cmd)
 
 
@@ -155,6 +187,12 @@ def test_environment_overrides_the_config_file(tmp_path):
 
 
 def test_dry_run_needs_a_project(tmp_path):
-    done = subprocess.run(["bash", "deploy/deploy.sh", "--dry-run"], cwd=REPO, capture_output=True, text=True,
-                          env={"PATH": os.environ["PATH"], "WORK_DIR": str(tmp_path)}, timeout=60)
+    done = subprocess.run(
+        ["bash", "deploy/deploy.sh", "--dry-run"],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        env={"PATH": os.environ["PATH"], "WORK_DIR": str(tmp_path)},
+        timeout=60,
+    )
     assert done.returncode == 2 and "--project" in done.stderr

@@ -15,7 +15,7 @@ from google.auth.credentials import AnonymousCredentials
 from google.cloud import firestore, storage, tasks_v2
 from google.cloud.tasks_v2.services.cloud_tasks.transports import CloudTasksGrpcTransport
 
-from scripts.stack import FUNCTIONS, Stack, service_env, settings
+from devstack.stack import FUNCTIONS, Stack, service_env, settings
 from shared.tokens import emulator_token
 
 TERMINAL = {"done", "rejected", "failed"}
@@ -38,23 +38,36 @@ class Api:
         self.queue = self.env["TASKS_QUEUE"]
         self.url = {name: f"http://127.0.0.1:{stack.s[name.upper() + '_PORT']}/" for name in FUNCTIONS}
         self.db = firestore.Client(project=self.project, credentials=AnonymousCredentials())
-        self.bucket = storage.Client(project=self.project, credentials=AnonymousCredentials(),
-                                     client_options={"api_endpoint": self.env["STORAGE_EMULATOR_HOST"]}
-                                     ).bucket(self.env["STORAGE_BUCKET"])
+        self.bucket = storage.Client(
+            project=self.project,
+            credentials=AnonymousCredentials(),
+            client_options={"api_endpoint": self.env["STORAGE_EMULATOR_HOST"]},
+        ).bucket(self.env["STORAGE_BUCKET"])
         self.tasks = tasks_v2.CloudTasksClient(
-            transport=CloudTasksGrpcTransport(channel=grpc.insecure_channel(self.env["CLOUD_TASKS_EMULATOR_HOST"])))
+            transport=CloudTasksGrpcTransport(channel=grpc.insecure_channel(self.env["CLOUD_TASKS_EMULATOR_HOST"]))
+        )
 
     def auth(self, uid: str) -> dict[str, str]:
         return {"Authorization": f"Bearer {emulator_token(uid, self.project)}"}
 
-    def upload(self, uid: str, data: bytes, *, content_type: str = "image/jpeg", key: str | None = None,
-               multipart: bool = True, headers: dict | None = None) -> requests.Response:
+    def upload(
+        self,
+        uid: str,
+        data: bytes,
+        *,
+        content_type: str = "image/jpeg",
+        key: str | None = None,
+        multipart: bool = True,
+        headers: dict | None = None,
+    ) -> requests.Response:
         headers = {**self.auth(uid), **({"Idempotency-Key": key} if key else {}), **(headers or {})}
         if multipart:
-            return requests.post(self.url["upload"], files={"image": ("photo", data, content_type)},
-                                 headers=headers, timeout=30)
-        return requests.post(self.url["upload"], data=data, headers={**headers, "Content-Type": content_type},
-                             timeout=30)
+            return requests.post(
+                self.url["upload"], files={"image": ("photo", data, content_type)}, headers=headers, timeout=30
+            )
+        return requests.post(
+            self.url["upload"], data=data, headers={**headers, "Content-Type": content_type}, timeout=30
+        )
 
     def status(self, uid: str, job_id: str) -> requests.Response:
         return requests.get(self.url["status"] + job_id, headers=self.auth(uid), timeout=10)
@@ -70,15 +83,19 @@ class Api:
 
     def deliver(self, job_id: str, retry_count: int = 0, queue: str | None = None) -> requests.Response:
         """A delivery as Cloud Tasks makes it (at least once: tests make duplicates on purpose)."""
-        headers = {"X-CloudTasks-QueueName": queue or self.queue.rsplit("/", 1)[-1],
-                   "X-CloudTasks-TaskRetryCount": str(retry_count)}
+        headers = {
+            "X-CloudTasks-QueueName": queue or self.queue.rsplit("/", 1)[-1],
+            "X-CloudTasks-TaskRetryCount": str(retry_count),
+        }
         return requests.post(self.url["infer"], json={"jobId": job_id}, headers=headers, timeout=60)
 
     def counts(self) -> tuple[int, int, int]:
         """Documents in `jobs`, objects in the bucket and tasks in the queue: what a refused request must not add."""
-        return (len(list(self.db.collection("jobs").select([]).stream())),
-                len(list(self.bucket.list_blobs())),
-                len(list(self.tasks.list_tasks(parent=self.queue))))
+        return (
+            len(list(self.db.collection("jobs").select([]).stream())),
+            len(list(self.bucket.list_blobs())),
+            len(list(self.tasks.list_tasks(parent=self.queue))),
+        )
 
     def pause_queue(self) -> None:
         self.tasks.pause_queue(name=self.queue)
@@ -94,12 +111,21 @@ class Api:
 def api(tmp_path_factory):
     emulator = Path(settings()["FIRESTORE_EMULATOR"])
     if not emulator.exists():
-        pytest.fail(f"{emulator} is missing: install gcloud's cloud-firestore-emulator component "
-                    "or set FIRESTORE_EMULATOR to its cloud_firestore_emulator script")
-    ports = {key: str(free_port()) for key in
-             ("FIRESTORE_PORT", "STORAGE_PORT", "TASKS_PORT", "UPLOAD_PORT", "INFER_PORT", "STATUS_PORT")}
-    environ = {**os.environ, **ports, "STACK_DIR": str(tmp_path_factory.mktemp("stack")), "LEASE_SECONDS": "4",
-               "ALLOWED_ORIGINS": ALLOWED_ORIGIN}
+        pytest.fail(
+            f"{emulator} is missing: install gcloud's cloud-firestore-emulator component "
+            "or set FIRESTORE_EMULATOR to its cloud_firestore_emulator script"
+        )
+    ports = {
+        key: str(free_port())
+        for key in ("FIRESTORE_PORT", "STORAGE_PORT", "TASKS_PORT", "UPLOAD_PORT", "INFER_PORT", "STATUS_PORT")
+    }
+    environ = {
+        **os.environ,
+        **ports,
+        "STACK_DIR": str(tmp_path_factory.mktemp("stack")),
+        "LEASE_SECONDS": "4",
+        "ALLOWED_ORIGINS": ALLOWED_ORIGIN,
+    }
     stack = Stack(environ)
     saved = dict(os.environ)
     os.environ.update({key: value for key, value in service_env(stack.s).items() if key.endswith("_HOST")})

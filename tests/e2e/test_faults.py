@@ -24,7 +24,9 @@ def upload_until_accepted(api, uid: str, data: bytes, key: str, timeout: float =
 
 
 def job_docs(api, uid: str) -> list[dict]:
-    return [doc.to_dict() for doc in api.db.collection("jobs").where(filter=FieldFilter("ownerUid", "==", uid)).stream()]
+    return [
+        doc.to_dict() for doc in api.db.collection("jobs").where(filter=FieldFilter("ownerUid", "==", uid)).stream()
+    ]
 
 
 @pytest.mark.parametrize("part", ["storage", "tasks", "firestore"])

@@ -70,14 +70,19 @@ def test_upload_to_done_with_every_field_of_the_contract(api, photo):
     group = "malignant" if result["check"]["label"] in {"mel", "bcc", "akiec"} else "benign"
     assert result["check"]["agrees"] == (group == result["binary"]["label"])
     threshold = api.stack.environ.get("CONF_THRESHOLD", 0.7)
-    assert result["conclusive"] == (result["binary"]["confidence"] >= float(threshold)
-                                    and result["check"]["confidence"] >= float(threshold)
-                                    and result["check"]["agrees"])
+    assert result["conclusive"] == (
+        result["binary"]["confidence"] >= float(threshold)
+        and result["check"]["confidence"] >= float(threshold)
+        and result["check"]["agrees"]
+    )
     manifest = json.loads((REPO / "models/manifest.json").read_text())["models"]
     for role in ("binary", "diagnosis", "check"):
         entry = result["models"][role]
-        assert entry == {"name": manifest[role]["name"], "version": manifest[role]["version"],
-                         "sha256": manifest[role]["sha256"]}
+        assert entry == {
+            "name": manifest[role]["name"],
+            "version": manifest[role]["version"],
+            "sha256": manifest[role]["sha256"],
+        }
     assert {"decode", "quality", "binary", "diagnosis", "check", "total"} <= set(result["timingsMs"])
     assert not {"leaseOwner", "leaseUntil", "lastError"} & set(job)
 

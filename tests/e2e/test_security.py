@@ -28,8 +28,9 @@ def rest(api, method: str, path: str, uid: str | None, **kwargs) -> requests.Res
 def owner_query(uid_filter: str | None) -> dict:
     query = {"from": [{"collectionId": "jobs"}]}
     if uid_filter:
-        query["where"] = {"fieldFilter": {"field": {"fieldPath": "ownerUid"}, "op": "EQUAL",
-                                          "value": {"stringValue": uid_filter}}}
+        query["where"] = {
+            "fieldFilter": {"field": {"fieldPath": "ownerUid"}, "op": "EQUAL", "value": {"stringValue": uid_filter}}
+        }
     return {"structuredQuery": query}
 
 
@@ -41,8 +42,7 @@ def test_rules_let_only_the_owner_read(api, owned_job):
 
 def test_rules_allow_listing_only_ones_own_jobs(api, owned_job):
     mine = rest(api, "POST", ":runQuery", "rita", json=owner_query("rita"))
-    assert mine.status_code == 200 and any(owned_job in row.get("document", {}).get("name", "")
-                                           for row in mine.json())
+    assert mine.status_code == 200 and any(owned_job in row.get("document", {}).get("name", "") for row in mine.json())
     assert rest(api, "POST", ":runQuery", "rita", json=owner_query(None)).status_code == 403
     assert rest(api, "POST", ":runQuery", "mallory", json=owner_query("rita")).status_code == 403
     assert rest(api, "POST", ":runQuery", None, json=owner_query("rita")).status_code == 403
@@ -59,35 +59,49 @@ def test_rules_deny_every_client_write(api, owned_job, uid):
 
 
 def test_expired_and_foreign_tokens_are_401_on_status(api, owned_job):
-    for token in (emulator_token("rita", api.project, lifetime_s=-300),
-                  emulator_token("rita", "demo-other"), "x.y.z"):
+    for token in (emulator_token("rita", api.project, lifetime_s=-300), emulator_token("rita", "demo-other"), "x.y.z"):
         reply = requests.get(api.url["status"] + owned_job, headers={"Authorization": f"Bearer {token}"}, timeout=10)
         assert reply.status_code == 401 and reply.json()["error"]["code"] == "unauthenticated"
 
 
 def test_cors_preflight_and_allow_list(api):
-    allowed = requests.options(api.url["upload"], headers={
-        "Origin": ALLOWED_ORIGIN, "Access-Control-Request-Method": "POST",
-        "Access-Control-Request-Headers": "authorization, idempotency-key"}, timeout=10)
+    allowed = requests.options(
+        api.url["upload"],
+        headers={
+            "Origin": ALLOWED_ORIGIN,
+            "Access-Control-Request-Method": "POST",
+            "Access-Control-Request-Headers": "authorization, idempotency-key",
+        },
+        timeout=10,
+    )
     assert allowed.status_code == 204
     assert allowed.headers["Access-Control-Allow-Origin"] == ALLOWED_ORIGIN
     assert "POST" in allowed.headers["Access-Control-Allow-Methods"]
     assert "Idempotency-Key" in allowed.headers["Access-Control-Allow-Headers"]
-    refused = requests.options(api.url["status"], headers={
-        "Origin": "https://evil.example", "Access-Control-Request-Method": "GET"}, timeout=10)
+    refused = requests.options(
+        api.url["status"],
+        headers={"Origin": "https://evil.example", "Access-Control-Request-Method": "GET"},
+        timeout=10,
+    )
     assert refused.status_code == 403 and "Access-Control-Allow-Origin" not in refused.headers
-    plain = requests.get(api.url["status"] + "0123456789abcdef01234567",
-                         headers={**api.auth("rita"), "Origin": "https://evil.example"}, timeout=10)
-    assert "Access-Control-Allow-Origin" not in plain.headers and plain.headers.get("Access-Control-Allow-Origin") != "*"
+    plain = requests.get(
+        api.url["status"] + "0123456789abcdef01234567",
+        headers={**api.auth("rita"), "Origin": "https://evil.example"},
+        timeout=10,
+    )
+    assert (
+        "Access-Control-Allow-Origin" not in plain.headers and plain.headers.get("Access-Control-Allow-Origin") != "*"
+    )
 
 
 def test_upload_quota_holds_in_firestore_and_answers_429(api, sharp_jpeg):
     limit = 60
-    now = dt.datetime.now(dt.timezone.utc)
+    now = dt.datetime.now(dt.UTC)
     window = now.replace(minute=0, second=0, microsecond=0)
     # as if other instances had taken all but one upload this hour
-    api.db.collection("quotas").document("quinn").set({"window": window, "count": limit - 1,
-                                                       "expireAt": window + dt.timedelta(hours=2)})
+    api.db.collection("quotas").document("quinn").set(
+        {"window": window, "count": limit - 1, "expireAt": window + dt.timedelta(hours=2)}
+    )
     assert api.upload("quinn", sharp_jpeg).status_code == 202
     before = api.counts()
     refused = api.upload("quinn", sharp_jpeg)

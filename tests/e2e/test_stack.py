@@ -15,14 +15,25 @@ from tests.conftest import REPO
 
 def listening(pid: int) -> set[str]:
     processes = [psutil.Process(pid), *psutil.Process(pid).children(recursive=True)]
-    return {conn.laddr.ip.removeprefix("::ffff:") for p in processes for conn in p.net_connections("inet")
-            if conn.status == psutil.CONN_LISTEN}
+    return {
+        conn.laddr.ip.removeprefix("::ffff:")
+        for p in processes
+        for conn in p.net_connections("inet")
+        if conn.status == psutil.CONN_LISTEN
+    }
 
 
 def stack_cli(api, command: str) -> str:
     env = {**api.stack.environ, "PYTHONPATH": str(REPO)}
-    return subprocess.run([sys.executable, "scripts/stack.py", command], cwd=REPO, env=env, check=True,
-                          capture_output=True, text=True, timeout=300).stdout
+    return subprocess.run(
+        [sys.executable, "-m", "devstack.stack", command],
+        cwd=REPO,
+        env=env,
+        check=True,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    ).stdout
 
 
 def test_every_server_listens_on_loopback_only(api):

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from scripts.sample import synthetic_lesion
+from devstack.sample import synthetic_lesion
 from shared.analysis.classifiers import load_classifiers
 from shared.analysis.preprocess import resize_center_crop
 from tests.conftest import REPO

@@ -13,11 +13,11 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from scripts.sample import synthetic_lesion
+from devstack.sample import synthetic_lesion
 from shared import config
-from shared.errors import ServiceError
 from shared.analysis.imaging import decode
 from shared.analysis.pipeline import Pipeline
+from shared.errors import ServiceError
 from tests.conftest import REPO, encoded, jpeg_bytes
 
 RESULT_FIELDS = {"quality", "binary", "diagnosis", "check", "conclusive", "models", "timingsMs"}
@@ -27,6 +27,7 @@ LESION = synthetic_lesion(seed=11)
 @pytest.fixture(autouse=True)
 def no_network(monkeypatch):
     """The pipeline must never reach the network: any connection attempt fails the test."""
+
     def refuse(*args, **kwargs):
         raise AssertionError(f"network access attempted: {args}")
 
@@ -49,14 +50,18 @@ def test_result_has_exactly_the_fields_of_the_contract(pipeline):
     assert analysis.status == "done" and set(analysis.result) == RESULT_FIELDS
     result = analysis.result
     assert set(result["binary"]["scores"]) == {"benign", "malignant"}
-    assert set(result["diagnosis"]["scores"]) == set(result["check"]["scores"]) == {
-        "akiec", "bcc", "bkl", "df", "mel", "nv", "vasc"}
+    assert (
+        set(result["diagnosis"]["scores"])
+        == set(result["check"]["scores"])
+        == {"akiec", "bcc", "bkl", "df", "mel", "nv", "vasc"}
+    )
     for role in ("binary", "diagnosis", "check"):
         assert abs(sum(result[role]["scores"].values()) - 1) < 1e-6
         assert set(result["models"][role]) == {"name", "version", "sha256"}
     manifest = json.loads((REPO / "models/manifest.json").read_text())["models"]
     assert {role: result["models"][role]["sha256"] for role in manifest} == {
-        role: entry["sha256"] for role, entry in manifest.items()}
+        role: entry["sha256"] for role, entry in manifest.items()
+    }
     assert set(result["timingsMs"]) == {"decode", "quality", "binary", "diagnosis", "check", "total"}
     assert result["timingsMs"]["total"] >= result["timingsMs"]["binary"]
     json.dumps(result)  # plain JSON types only (it goes into Firestore and HTTP)
@@ -81,7 +86,8 @@ def test_every_session_of_the_process_shares_one_thread_pool(pipeline):
     data = jpeg_bytes(LESION)
     for role in ("binary", "diagnosis", "check"):
         assert other.analyze(data).result[role]["scores"] == pytest.approx(
-            pipeline.analyze(data).result[role]["scores"], abs=1e-6)
+            pipeline.analyze(data).result[role]["scores"], abs=1e-6
+        )
 
 
 @pytest.mark.parametrize("fmt", ["PNG", "WEBP", "HEIF", "CMYK", "P+alpha", "16-bit", "grey", "exif-rotated"])
@@ -190,8 +196,14 @@ def test_command_line_analyses_several_photos(tmp_path):
         path = tmp_path / f"photo{index}.jpg"
         path.write_bytes(jpeg_bytes(synthetic_lesion(seed=index, blur=blur)))
         paths.append(str(path))
-    out = subprocess.run([sys.executable, "-m", "shared.cli", "analyze", *paths], cwd=REPO, capture_output=True,
-                         text=True, timeout=120, check=True).stdout
+    out = subprocess.run(
+        [sys.executable, "-m", "shared.cli", "analyze", *paths],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=True,
+    ).stdout
     reports = [json.loads(line) for line in out.splitlines()]
     assert [r["status"] for r in reports] == ["done", "rejected"]
     assert set(reports[0]["result"]) == RESULT_FIELDS

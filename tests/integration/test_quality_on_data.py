@@ -2,8 +2,8 @@
 originals refused, ≥ 95 % of copies blurred at full size and sent as JPEG refused."""
 
 import numpy as np
-from PIL import ImageFilter
 import pytest
+from PIL import ImageFilter
 
 from shared import config
 from shared.analysis import quality

@@ -30,19 +30,28 @@ def test_valid_emulator_token(emulator_mode):
 
 
 def forged(**claims) -> str:
-    segment = lambda obj: base64.urlsafe_b64encode(json.dumps(obj).encode()).rstrip(b"=").decode()  # noqa: E731
+    segment = lambda obj: base64.urlsafe_b64encode(json.dumps(obj).encode()).rstrip(b"=").decode()
     return f"{segment({'alg': 'none', 'typ': 'JWT'})}.{segment(claims)}."
 
 
-@pytest.mark.parametrize("header", [
-    None, "", "Bearer", "Bearer ", "Basic YWxpY2U6cHc=", "Bearer garbage", "Bearer a.b.c",
-    f"Bearer {emulator_token('alice', PROJECT, lifetime_s=-120)}",              # expired
-    f"Bearer {emulator_token('alice', PROJECT, aud='another-project')}",        # wrong audience
-    f"Bearer {emulator_token('alice', PROJECT, iss='https://evil.example/x')}",  # wrong issuer
-    f"Bearer {emulator_token('alice', PROJECT, sub=None, user_id=None)}",       # no subject
-    f"Bearer {emulator_token('../..', PROJECT)}",                               # a uid that is a path
-    f"Bearer {forged(iss='https://securetoken.google.com/demo-skin', aud='demo-skin', sub='x', iat=int(time.time()) + 3600, exp=int(time.time()) + 7200)}",  # issued in the future
-])
+@pytest.mark.parametrize(
+    "header",
+    [
+        None,
+        "",
+        "Bearer",
+        "Bearer ",
+        "Basic YWxpY2U6cHc=",
+        "Bearer garbage",
+        "Bearer a.b.c",
+        f"Bearer {emulator_token('alice', PROJECT, lifetime_s=-120)}",  # expired
+        f"Bearer {emulator_token('alice', PROJECT, aud='another-project')}",  # wrong audience
+        f"Bearer {emulator_token('alice', PROJECT, iss='https://evil.example/x')}",  # wrong issuer
+        f"Bearer {emulator_token('alice', PROJECT, sub=None, user_id=None)}",  # no subject
+        f"Bearer {emulator_token('../..', PROJECT)}",  # a uid that is a path
+        f"Bearer {forged(iss='https://securetoken.google.com/demo-skin', aud='demo-skin', sub='x', iat=int(time.time()) + 3600, exp=int(time.time()) + 7200)}",  # issued in the future
+    ],
+)
 def test_bad_tokens_are_401(emulator_mode, header):
     refused(emulator_mode, header)
 

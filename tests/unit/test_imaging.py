@@ -8,9 +8,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from scripts.sample import synthetic_lesion
-from shared.errors import ServiceError
+from devstack.sample import synthetic_lesion
 from shared.analysis.imaging import decode, encode_jpeg, sniff
+from shared.errors import ServiceError
 from tests.conftest import encoded, jpeg_bytes
 
 LESION = synthetic_lesion(320, 240, seed=3)
@@ -22,8 +22,16 @@ def code_of(data: bytes, declared: str | None = None, **limits) -> tuple[int, st
     return caught.value.status, caught.value.code
 
 
-@pytest.mark.parametrize("fmt,declared", [("JPEG", "image/jpeg"), ("PNG", "image/png"), ("WEBP", "image/webp"),
-                                          ("JPEG", None), ("PNG", "application/octet-stream")])
+@pytest.mark.parametrize(
+    "fmt,declared",
+    [
+        ("JPEG", "image/jpeg"),
+        ("PNG", "image/png"),
+        ("WEBP", "image/webp"),
+        ("JPEG", None),
+        ("PNG", "application/octet-stream"),
+    ],
+)
 def test_common_formats_decode_to_rgb(fmt, declared):
     photo = decode(encoded(LESION, fmt), declared)
     assert photo.image.mode == "RGB" and (photo.width, photo.height) == (320, 240)
@@ -66,23 +74,31 @@ def test_transparent_pixels_are_composited_on_white():
 def png_header_only(width: int, height: int) -> bytes:
     """A PNG that claims a huge size: the bomb must be refused from its header alone."""
     ihdr = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
-    chunk = lambda kind, body: struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body))  # noqa: E731
-    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(b"\x00" * 1000)) + chunk(b"IEND", b"")
+    chunk = lambda kind, body: struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body))
+    return (
+        b"\x89PNG\r\n\x1a\n"
+        + chunk(b"IHDR", ihdr)
+        + chunk(b"IDAT", zlib.compress(b"\x00" * 1000))
+        + chunk(b"IEND", b"")
+    )
 
 
 def test_decompression_bomb_is_refused_before_decoding():
     assert code_of(png_header_only(20000, 20000)) == (422, "image_too_large")
 
 
-@pytest.mark.parametrize("data,expected", [
-    (b"", (400, "missing_image")),
-    (b"\x00\x01garbage" * 50, (400, "invalid_image")),
-    (b"%PDF-1.7\n...", (415, "unsupported_media_type")),
-    (b"PK\x03\x04rest-of-zip", (415, "unsupported_media_type")),
-    (b'<svg xmlns="http://www.w3.org/2000/svg"></svg>', (415, "unsupported_media_type")),
-    (b"<!DOCTYPE html><html><body>hi</body></html>", (415, "unsupported_media_type")),
-    (b'{"image": "not really"}', (415, "unsupported_media_type")),
-])
+@pytest.mark.parametrize(
+    "data,expected",
+    [
+        (b"", (400, "missing_image")),
+        (b"\x00\x01garbage" * 50, (400, "invalid_image")),
+        (b"%PDF-1.7\n...", (415, "unsupported_media_type")),
+        (b"PK\x03\x04rest-of-zip", (415, "unsupported_media_type")),
+        (b'<svg xmlns="http://www.w3.org/2000/svg"></svg>', (415, "unsupported_media_type")),
+        (b"<!DOCTYPE html><html><body>hi</body></html>", (415, "unsupported_media_type")),
+        (b'{"image": "not really"}', (415, "unsupported_media_type")),
+    ],
+)
 def test_non_images_are_refused(data, expected):
     assert code_of(data) == expected
 

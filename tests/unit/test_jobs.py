@@ -6,9 +6,15 @@ import pytest
 
 from shared.domain import jobs
 
-NOW = dt.datetime(2026, 11, 22, 12, 0, tzinfo=dt.timezone.utc)
-IMAGE = {"path": "uploads/u1/abc.jpg", "contentType": "image/jpeg", "sizeBytes": 10, "width": 600,
-         "height": 450, "sha256": "0" * 64}
+NOW = dt.datetime(2026, 11, 22, 12, 0, tzinfo=dt.UTC)
+IMAGE = {
+    "path": "uploads/u1/abc.jpg",
+    "contentType": "image/jpeg",
+    "sizeBytes": 10,
+    "width": 600,
+    "height": 450,
+    "sha256": "0" * 64,
+}
 
 
 def queued() -> dict:

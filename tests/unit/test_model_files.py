@@ -8,8 +8,8 @@ import pytest
 import torch
 import torchvision
 
-from shared.analysis.onnx_state_dict import state_dict_from_onnx
 from shared.analysis.classifiers import ROLES, OnnxClassifier, load_manifest
+from shared.analysis.onnx_state_dict import state_dict_from_onnx
 from shared.analysis.threads import usable_cpus
 from tests.conftest import REPO
 
@@ -21,8 +21,18 @@ DIAGNOSES = ["akiec", "bcc", "bkl", "df", "mel", "nv", "vasc"]
 def test_manifest_describes_all_three_models():
     assert set(MANIFEST["models"]) == set(ROLES)
     for role, entry in MANIFEST["models"].items():
-        for key in ("name", "version", "architecture", "file", "sha256", "labels", "input", "runtime", "precision",
-                    "temperature"):
+        for key in (
+            "name",
+            "version",
+            "architecture",
+            "file",
+            "sha256",
+            "labels",
+            "input",
+            "runtime",
+            "precision",
+            "temperature",
+        ):
             assert entry[key], (role, key)
         assert {"size", "mean", "std", "resize", "color", "layout"} <= set(entry["input"])
         assert entry["temperature"] > 0

@@ -25,17 +25,20 @@ def test_resumed_runs_are_listed_with_their_learning_rate_and_size():
     rows = [{"lr0": 1e-3, "imgsz": 80}] * 2 + [{"lr0": 4e-4, "imgsz": 80}] * 3 + [{"lr0": 4e-4, "imgsz": 112}]
     history = {"history": rows}
     assert training_runs(history) == [(1e-3, 80, 2), (4e-4, 80, 3), (4e-4, 112, 1)]
-    assert learning_rates(history) == ("0.001 (2 epochs at 80 px), then 0.0004 (3 epochs at 80 px), "
-                                       "then 0.0004 (1 epoch at 112 px)")
+    assert learning_rates(history) == (
+        "0.001 (2 epochs at 80 px), then 0.0004 (3 epochs at 80 px), then 0.0004 (1 epoch at 112 px)"
+    )
     assert learning_rates({"history": rows[:2]}) == "0.001"
 
 
 def test_the_unshipped_resolution_experiment_continues_the_shipped_check():
     shipped = json.loads((MODELS / "weights" / "check-resnet50.history.json").read_text())["history"]
-    experiments = {path.name.removesuffix(".history.json"): json.loads(path.read_text())
-                   for path in (MODELS / "experiments").glob("*.history.json")}
+    experiments = {
+        path.name.removesuffix(".history.json"): json.loads(path.read_text())
+        for path in (MODELS / "experiments").glob("*.history.json")
+    }
     assert experiments, "models/experiments holds the 112 px run the card cites"
     for experiment in experiments.values():
-        assert experiment["history"][:len(shipped)] == shipped
+        assert experiment["history"][: len(shipped)] == shipped
     sentence = resolution_experiments(shipped, experiments)
     assert "at 112 px instead of 80 px" in sentence and f"{shipped[-1]['val_balanced_accuracy']:.3f}" in sentence

@@ -13,8 +13,11 @@ def synthetic_lesion(width: int = 600, height: int = 450, seed: int = 0, blur: f
     skin = np.array([224, 172, 150], np.float32) + rng.normal(0, 9, (height, width, 1)).astype(np.float32)
     cx, cy = width * (0.45 + 0.1 * rng.random()), height * (0.45 + 0.1 * rng.random())
     angle = np.arctan2(y - cy, x - cx)
-    radius = min(width, height) * 0.28 * (1 + 0.12 * np.sin(3 * angle + rng.random() * 6)
-                                          + 0.06 * np.sin(7 * angle + rng.random() * 6))
+    radius = (
+        min(width, height)
+        * 0.28
+        * (1 + 0.12 * np.sin(3 * angle + rng.random() * 6) + 0.06 * np.sin(7 * angle + rng.random() * 6))
+    )
     distance = np.hypot(x - cx, y - cy)
     inside = np.clip((radius - distance) / 6.0, 0, 1)[..., None]
     lesion = np.array([110, 62, 40], np.float32) + rng.normal(0, 22, (height, width, 1)).astype(np.float32)

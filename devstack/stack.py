@@ -1,6 +1,6 @@
 """The local stack: Firestore, Storage and Cloud Tasks emulators and the three functions, on 127.0.0.1.
 
-    python scripts/stack.py up | down | status | env
+    python -m devstack.stack up | down | status | env
 
 Each part runs in its own process group; its pid is recorded in ``<state>/pids.json`` and ``down`` stops exactly
 those groups. Logs go to ``<state>/logs/``. ``up`` after a crash or a ``down`` starts what is not running.
@@ -20,15 +20,26 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 
+from shared import config
+
 REPO = Path(__file__).resolve().parent.parent
 DEFAULTS = {
     "STACK_DIR": str(REPO / ".stack"),
-    "FIRESTORE_EMULATOR": "/usr/lib/google-cloud-sdk/platform/cloud-firestore-emulator/cloud_firestore_emulator", "FIRESTORE_PORT": "8080", "STORAGE_PORT": "4443", "TASKS_PORT": "8123",
-    "UPLOAD_PORT": "8091", "INFER_PORT": "8092", "STATUS_PORT": "8093",
-    "GOOGLE_CLOUD_PROJECT": "demo-skin", "STORAGE_BUCKET": "demo-skin.appspot.com",
+    "FIRESTORE_EMULATOR": "/usr/lib/google-cloud-sdk/platform/cloud-firestore-emulator/cloud_firestore_emulator",
+    "FIRESTORE_PORT": "8080",
+    "STORAGE_PORT": "4443",
+    "TASKS_PORT": "8123",
+    "UPLOAD_PORT": "8091",
+    "INFER_PORT": "8092",
+    "STATUS_PORT": "8093",
+    "GOOGLE_CLOUD_PROJECT": config.defaults()["GOOGLE_CLOUD_PROJECT"],
+    "STORAGE_BUCKET": config.defaults()["STORAGE_BUCKET"],
     # The emulator retries a failed task at once (no backoff), so locally a job gets more, faster attempts.
-    "MAX_ATTEMPTS": "100", "LEASE_SECONDS": "10",
+    "MAX_ATTEMPTS": "100",
+    "LEASE_SECONDS": "10",
 }
+# the service settings the local stack deliberately sets unlike shared.config's defaults (besides emulator hosts)
+LOCAL_DEPARTURES = ("MAX_ATTEMPTS", "LEASE_SECONDS")
 FUNCTIONS = ("upload", "infer", "status")
 
 
@@ -40,7 +51,8 @@ def service_env(s: dict[str, str]) -> dict[str, str]:
     """What a function needs to find the emulators (also what `make demo` and tests use)."""
     project = s["GOOGLE_CLOUD_PROJECT"]
     return {
-        "GOOGLE_CLOUD_PROJECT": project, "STORAGE_BUCKET": s["STORAGE_BUCKET"],
+        "GOOGLE_CLOUD_PROJECT": project,
+        "STORAGE_BUCKET": s["STORAGE_BUCKET"],
         "FIRESTORE_EMULATOR_HOST": f"127.0.0.1:{s['FIRESTORE_PORT']}",
         "STORAGE_EMULATOR_HOST": f"http://127.0.0.1:{s['STORAGE_PORT']}",
         "CLOUD_TASKS_EMULATOR_HOST": f"127.0.0.1:{s['TASKS_PORT']}",
@@ -48,7 +60,8 @@ def service_env(s: dict[str, str]) -> dict[str, str]:
         "TASKS_QUEUE": f"projects/{project}/locations/us-central1/queues/infer",
         "INFER_URL": f"http://127.0.0.1:{s['INFER_PORT']}/",
         "STATUS_URL": f"http://127.0.0.1:{s['STATUS_PORT']}/",
-        "MAX_ATTEMPTS": s["MAX_ATTEMPTS"], "LEASE_SECONDS": s["LEASE_SECONDS"],
+        "MAX_ATTEMPTS": s["MAX_ATTEMPTS"],
+        "LEASE_SECONDS": s["LEASE_SECONDS"],
     }
 
 
@@ -59,26 +72,65 @@ def commands(s: dict[str, str]) -> dict[str, list[str]]:
 
     rules = REPO / "deploy/firestore.rules"
     cmds = {
-        "firestore": [s["FIRESTORE_EMULATOR"], "--host=127.0.0.1", f"--port={s['FIRESTORE_PORT']}",
-                      f"--project_id={s['GOOGLE_CLOUD_PROJECT']}"] + ([f"--rules={rules}"] if rules.exists() else []),
-        "storage": [str(_get_binary_path()), "-scheme", "http", "-host", "127.0.0.1", "-port", s["STORAGE_PORT"],
-                    "-backend", "memory", "-public-host", f"127.0.0.1:{s['STORAGE_PORT']}",
-                    "-external-url", f"http://127.0.0.1:{s['STORAGE_PORT']}", "-log-level", "warn"],
-        "tasks": [str(REPO / ".venv-tasks/bin/python"), str(REPO / "scripts/tasks_emulator.py"), "start",
-                  "--port", s["TASKS_PORT"], "--default-queue", env["TASKS_QUEUE"],
-                  "--max-retries", str(int(s["MAX_ATTEMPTS"]) - 1)],
+        "firestore": [
+            s["FIRESTORE_EMULATOR"],
+            "--host=127.0.0.1",
+            f"--port={s['FIRESTORE_PORT']}",
+            f"--project_id={s['GOOGLE_CLOUD_PROJECT']}",
+        ]
+        + ([f"--rules={rules}"] if rules.exists() else []),
+        "storage": [
+            str(_get_binary_path()),
+            "-scheme",
+            "http",
+            "-host",
+            "127.0.0.1",
+            "-port",
+            s["STORAGE_PORT"],
+            "-backend",
+            "memory",
+            "-public-host",
+            f"127.0.0.1:{s['STORAGE_PORT']}",
+            "-external-url",
+            f"http://127.0.0.1:{s['STORAGE_PORT']}",
+            "-log-level",
+            "warn",
+        ],
+        "tasks": [
+            str(REPO / ".venv-tasks/bin/python"),
+            str(REPO / "devstack/tasks_emulator.py"),
+            "start",
+            "--port",
+            s["TASKS_PORT"],
+            "--default-queue",
+            env["TASKS_QUEUE"],
+            "--max-retries",
+            str(int(s["MAX_ATTEMPTS"]) - 1),
+        ],
     }
     for name in FUNCTIONS:
-        cmds[name] = [python, "-m", "functions_framework", "--target", name,
-                      "--source", str(REPO / f"functions/{name}/main.py"),
-                      "--host", "127.0.0.1", "--port", s[f"{name.upper()}_PORT"]]
+        cmds[name] = [
+            python,
+            "-m",
+            "functions_framework",
+            "--target",
+            name,
+            "--source",
+            str(REPO / f"functions/{name}/main.py"),
+            "--host",
+            "127.0.0.1",
+            "--port",
+            s[f"{name.upper()}_PORT"],
+        ]
     return cmds
 
 
 def port_of(name: str, s: dict[str, str]) -> int:
-    return int(s[f"{name.upper()}_PORT"] if name in FUNCTIONS else s[{"firestore": "FIRESTORE_PORT",
-                                                                        "storage": "STORAGE_PORT",
-                                                                        "tasks": "TASKS_PORT"}[name]])
+    return int(
+        s[f"{name.upper()}_PORT"]
+        if name in FUNCTIONS
+        else s[{"firestore": "FIRESTORE_PORT", "storage": "STORAGE_PORT", "tasks": "TASKS_PORT"}[name]]
+    )
 
 
 def answers(name: str, port: int) -> bool:
@@ -132,12 +184,15 @@ class Stack:
         self.logs.mkdir(parents=True, exist_ok=True)
         port = port_of(name, self.s)
         if answers(name, port):
-            raise RuntimeError(f"port {port} for {name} is taken by a process this stack did not start; "
-                               f"stop it or set {name.upper()}_PORT.")
+            raise RuntimeError(
+                f"port {port} for {name} is taken by a process this stack did not start; "
+                f"stop it or set {name.upper()}_PORT."
+            )
         env = {**self.environ, **service_env(self.s), "PYTHONPATH": str(REPO), "PYTHONUNBUFFERED": "1"}
-        log = open(self.logs / f"{name}.log", "ab")
-        process = subprocess.Popen(commands(self.s)[name], stdout=log, stderr=subprocess.STDOUT, env=env,
-                                   cwd=REPO, start_new_session=True)
+        with open(self.logs / f"{name}.log", "ab") as log:  # the child keeps its own copy of the descriptor
+            process = subprocess.Popen(
+                commands(self.s)[name], stdout=log, stderr=subprocess.STDOUT, env=env, cwd=REPO, start_new_session=True
+            )
         pids = self._pids()
         pids[name] = process.pid
         self._save(pids)
@@ -153,8 +208,12 @@ class Stack:
 
     def _create_bucket(self, port: int) -> None:
         body = json.dumps({"name": self.s["STORAGE_BUCKET"]}).encode()
-        request = urllib.request.Request(f"http://127.0.0.1:{port}/storage/v1/b?project={self.s['GOOGLE_CLOUD_PROJECT']}",
-                                         data=body, headers={"Content-Type": "application/json"}, method="POST")
+        request = urllib.request.Request(
+            f"http://127.0.0.1:{port}/storage/v1/b?project={self.s['GOOGLE_CLOUD_PROJECT']}",
+            data=body,
+            headers={"Content-Type": "application/json"},
+            method="POST",
+        )
         try:
             urllib.request.urlopen(request, timeout=5)
         except urllib.error.HTTPError as exc:
@@ -192,9 +251,11 @@ class Stack:
 
     def status(self) -> dict[str, str]:
         pids = self._pids()
-        return {name: ("up" if name in pids and self.alive(pids[name]) and answers(name, port_of(name, self.s))
-                       else "down") + f"  127.0.0.1:{port_of(name, self.s)}"
-                for name in ("firestore", "storage", "tasks", *FUNCTIONS)}
+        return {
+            name: ("up" if name in pids and self.alive(pids[name]) and answers(name, port_of(name, self.s)) else "down")
+            + f"  127.0.0.1:{port_of(name, self.s)}"
+            for name in ("firestore", "storage", "tasks", *FUNCTIONS)
+        }
 
 
 def main() -> int:

@@ -1,0 +1,127 @@
+"""The ports the use cases depend on: what they need from jobs, photos, quotas and the queue, and the errors
+those raise. The adapters in ``shared/adapters/`` implement them on Google Cloud; ``tests/fakes.py`` in memory.
+
+Every port raises ``Unavailable`` when its service fails in a way a retry may cure.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Hashable
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from shared.config import Config
+from shared.errors import Unavailable
+
+__all__ = [
+    "Analysis",
+    "Analyze",
+    "Deps",
+    "Jobs",
+    "PhotoNotFound",
+    "Photos",
+    "Queue",
+    "Quotas",
+    "Snapshot",
+    "Unavailable",
+    "UpdateTime",
+]
+
+UpdateTime = Hashable  # opaque: the store's own version stamp of a document (Firestore: its update time)
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    """A job document's data and the update time a conditional write must match."""
+
+    data: dict[str, Any]
+    update_time: UpdateTime
+
+
+class PhotoNotFound(Exception):
+    """The photo at this path does not exist (erased, or expired by the bucket's lifecycle rule)."""
+
+
+class Jobs(Protocol):
+    """The ``jobs`` collection, with compare-and-swap writes on a document's update time."""
+
+    def get(self, job_id: str) -> Snapshot | None:
+        """The job, or None if there is none."""
+        ...
+
+    def create(self, job_id: str, job: dict[str, Any]) -> bool:
+        """Create the job; False (and nothing written) if it already exists."""
+        ...
+
+    def update_if_unchanged(self, job_id: str, fields: dict[str, Any], update_time: UpdateTime) -> UpdateTime | None:
+        """Merge ``fields`` only if nobody wrote since ``update_time``; the new update time, or None if the job
+        changed or is gone."""
+        ...
+
+    def delete(self, job_id: str) -> None:
+        """Delete the job; nothing happens if it is gone already."""
+        ...
+
+
+class Photos(Protocol):
+    """The uploaded photos, by path in the bucket."""
+
+    def put(self, path: str, data: bytes, content_type: str) -> None: ...
+
+    def get(self, path: str) -> bytes:
+        """The photo's bytes; raises PhotoNotFound if there is none."""
+        ...
+
+    def delete(self, path: str) -> None:
+        """Delete the photo; nothing happens if it is gone already."""
+        ...
+
+
+class Quotas(Protocol):
+    def take(self, uid: str, limit: int, now: dt.datetime) -> int:
+        """Count one upload of ``uid`` in the clock hour of ``now``: 0 if allowed, else seconds until the reset."""
+        ...
+
+
+class Queue(Protocol):
+    def enqueue(self, job_id: str) -> None:
+        """Ask for one delivery of the job to infer. Delivery is at least once: a job may arrive twice, even at
+        the same time. Enqueueing a job whose task exists already is not an error."""
+        ...
+
+
+class Analysis(Protocol):
+    """What the analysis of one photo produced: ``done`` with a result, or ``rejected`` with the reason."""
+
+    @property
+    def status(self) -> str: ...
+
+    @property
+    def result(self) -> dict[str, Any] | None: ...
+
+    @property
+    def rejection(self) -> dict[str, Any] | None: ...
+
+
+class Analyze(Protocol):
+    def __call__(self, data: bytes) -> Analysis: ...
+
+
+class Deps(Protocol):
+    """What the use cases are given: the settings and the four ports (``shared.bootstrap`` wires them)."""
+
+    @property
+    def config(self) -> Config: ...
+
+    @property
+    def jobs(self) -> Jobs: ...
+
+    @property
+    def photos(self) -> Photos: ...
+
+    @property
+    def quotas(self) -> Quotas: ...
+
+    @property
+    def queue(self) -> Queue: ...

@@ -1,0 +1,77 @@
+"""The infer use case: one Cloud Tasks delivery of a job. Deliveries are at least once and may overlap; the
+compare-and-swap claim and its lease make the result computed and written once."""
+
+from __future__ import annotations
+
+import secrets
+import time
+
+from shared.domain import jobs
+from shared.errors import ServiceError, Unavailable
+from shared.ports import Analyze, Deps, PhotoNotFound, Snapshot
+from shared.usecases import Outcome, utcnow
+
+BUSY_POLL_SECONDS = 0.25
+
+
+def deliver(deps: Deps, analyze: Analyze, job_id: str, retry_count: int) -> Outcome:
+    """One Cloud Tasks delivery of a job: claim it, analyse the photo, write the outcome once."""
+    config = deps.config
+    log = {"jobId": job_id, "retryCount": retry_count}
+    owner = secrets.token_hex(8)
+    snapshot, decision = _claim_or_wait(deps, job_id, owner)
+    if snapshot is None:  # decision.action == "unknown"
+        return Outcome(200, {"jobId": job_id, "status": "unknown"}, log=log | {"status": "unknown"})
+    if decision.action == "finished":
+        return Outcome(
+            200,
+            {"jobId": job_id, "status": snapshot.data["status"]},
+            log=log | {"status": snapshot.data["status"], "duplicate": True},
+        )
+    if decision.action == "busy":
+        raise ServiceError(409, "busy", "Another delivery is analysing this job; retry later.")
+    claim = decision.fields or {}  # the fields that claim the job, set whenever action is "claim"
+    claimed_at = deps.jobs.update_if_unchanged(job_id, claim, snapshot.update_time)
+    if claimed_at is None:
+        raise ServiceError(409, "busy", "Another delivery claimed this job first; retry later.")
+    job = {**snapshot.data, **claim}
+    last_attempt = retry_count + 1 >= config.MAX_ATTEMPTS
+
+    try:
+        analysis = analyze(deps.photos.get(job["image"]["path"]))
+    except PhotoNotFound:
+        fields = jobs.finish(
+            jobs.FAILED,
+            utcnow(),
+            error={"code": "image_missing", "message": "The stored photo is gone; upload it again."},
+        )
+    except ServiceError as exc:
+        if isinstance(exc, Unavailable) and not last_attempt:
+            deps.jobs.update_if_unchanged(job_id, jobs.release(utcnow(), exc.body()["error"]), claimed_at)
+            raise
+        fields = jobs.finish(jobs.FAILED, utcnow(), error=exc.body()["error"])
+    except Exception as exc:  # a bug or a broken model: retry, and give up on the last attempt
+        error = {"code": "analysis_failed", "message": "The analysis failed; upload the photo again later."}
+        if not last_attempt:
+            deps.jobs.update_if_unchanged(job_id, jobs.release(utcnow(), error), claimed_at)
+            raise Unavailable("The analysis") from exc
+        fields = jobs.finish(jobs.FAILED, utcnow(), error=error)
+    else:
+        fields = jobs.finish(analysis.status, utcnow(), result=analysis.result, rejection=analysis.rejection)
+    written = deps.jobs.update_if_unchanged(job_id, fields, claimed_at)
+    log |= {"status": fields["status"], "attempts": job["attempts"], "written": written is not None}
+    if fields.get("result"):
+        log["timingsMs"] = fields["result"]["timingsMs"]
+    return Outcome(200, {"jobId": job_id, "status": fields["status"]}, log=log)
+
+
+def _claim_or_wait(deps: Deps, job_id: str, owner: str) -> tuple[Snapshot | None, jobs.Claim]:
+    """Read the job and decide; while another delivery holds a live lease, wait (bounded) for it to finish
+    or expire rather than burn a retry: the emulator retries at once, the real queue after its backoff."""
+    deadline = time.monotonic() + deps.config.LEASE_SECONDS + 1
+    while True:
+        snapshot = deps.jobs.get(job_id)
+        decision = jobs.claim(snapshot.data if snapshot else None, utcnow(), owner, deps.config.LEASE_SECONDS)
+        if decision.action != "busy" or time.monotonic() > deadline:
+            return snapshot, decision
+        time.sleep(BUSY_POLL_SECONDS)

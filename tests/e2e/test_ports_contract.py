@@ -1,0 +1,68 @@
+"""The in-memory fakes (tests/fakes.py) and the real adapters on the emulators answer alike where the use cases
+rely on it: compare-and-swap on the update time, not-found, idempotent deletes. (The Tasks emulator does not dedupe task names, so the queue's contract is not
+checked here.)"""
+
+from __future__ import annotations
+
+import secrets
+
+import pytest
+from google.auth.credentials import AnonymousCredentials
+from google.cloud import storage
+
+from shared.adapters.firestore import JobStore
+from shared.adapters.storage import PhotoStore
+from shared.ports import PhotoNotFound
+from tests.fakes import FakeJobs, FakePhotos
+
+
+@pytest.fixture(params=["fake", "emulator"])
+def real(request) -> bool:
+    return request.param == "emulator"
+
+
+@pytest.fixture
+def job_store(real, api):
+    return JobStore(api.db, collection="contract-jobs") if real else FakeJobs()
+
+
+@pytest.fixture
+def photo_store(real, api):
+    if not real:
+        return FakePhotos()
+    client = storage.Client(
+        project=api.project,
+        credentials=AnonymousCredentials(),
+        client_options={"api_endpoint": api.env["STORAGE_EMULATOR_HOST"]},
+    )
+    return PhotoStore(client, api.env["STORAGE_BUCKET"])
+
+
+def test_jobs_compare_and_swap(job_store):
+    job_id = secrets.token_hex(12)
+    assert job_store.get(job_id) is None
+    assert job_store.create(job_id, {"status": "queued", "attempts": 0}) is True
+    assert job_store.create(job_id, {"status": "queued", "attempts": 9}) is False
+    first = job_store.get(job_id)
+    assert first.data == {"status": "queued", "attempts": 0}
+    second_time = job_store.update_if_unchanged(job_id, {"status": "processing"}, first.update_time)
+    assert second_time is not None and second_time != first.update_time
+    assert job_store.update_if_unchanged(job_id, {"status": "done"}, first.update_time) is None, "a stale write"
+    assert job_store.get(job_id).data == {"status": "processing", "attempts": 0}, "fields merge"
+    job_store.delete(job_id)
+    job_store.delete(job_id)  # gone already: no error
+    assert job_store.get(job_id) is None
+    assert job_store.update_if_unchanged(job_id, {"status": "done"}, second_time) is None, "no resurrection"
+    assert job_store.get(job_id) is None
+
+
+def test_photos_not_found_and_idempotent_delete(photo_store):
+    path = f"uploads/contract/{secrets.token_hex(8)}.jpg"
+    with pytest.raises(PhotoNotFound):
+        photo_store.get(path)
+    photo_store.put(path, b"\xff\xd8\xffdata", "image/jpeg")
+    assert photo_store.get(path) == b"\xff\xd8\xffdata"
+    photo_store.delete(path)
+    photo_store.delete(path)
+    with pytest.raises(PhotoNotFound):
+        photo_store.get(path)
