@@ -1,0 +1,176 @@
+"""The reference web client (web/) in a real browser against the local stack: sign in on the Auth emulator, upload,
+watch the job through the Firestore listener, see the result, delete it. Debian's chromium, driven by Playwright.
+
+The done state is saved as build/web-done.png; the time from each upload's 202 to its done snapshot, measured in
+the page, goes to build/web-timings.json (``make bench`` reports the median from its own runs).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import statistics
+import uuid
+
+import pytest
+import requests
+from PIL import Image, ImageFilter
+
+from devstack import auth_emulator, browser
+from tests.conftest import REPO
+
+pytestmark = pytest.mark.skipif(browser.missing() is not None, reason=browser.missing() or "")
+
+PASSWORD = "correct-horse-9"
+PAGE_HOOKS = ("email", "password", "sign-in", "photo", "upload", "status", "result", "delete", "error")
+RESULT_HOOKS = ("assessment-label", "diagnosis-label", "binary-label")
+BUILD = REPO / "build"
+
+
+@pytest.fixture(scope="module")
+def chromium():
+    with browser.chromium() as instance:
+        yield instance
+
+
+@pytest.fixture
+def client(chromium, api):
+    page = browser.WebClient(chromium, api.web_url)
+    yield page
+    assert not [line for line in page.console if line.startswith("pageerror")], page.console
+    page.close()
+
+
+def new_email(who: str) -> str:
+    return f"{who}-{uuid.uuid4().hex[:8]}@example.com"
+
+
+@pytest.fixture(scope="module")
+def photos(phone_photos, tmp_path_factory) -> dict:
+    """Real HAM10000 photos (600x450) and a blurred copy of one, as files a user would pick."""
+    folder = tmp_path_factory.mktemp("photos")
+    blurred = folder / "blurred.jpg"
+    Image.open(phone_photos[0]).convert("RGB").filter(ImageFilter.GaussianBlur(8)).save(blurred, quality=90)
+    return {"sharp": phone_photos[:6], "blurred": blurred}
+
+
+def test_a_real_photo_is_analysed_and_shown(client, api, photos):
+    client.open()
+    for hook in PAGE_HOOKS:
+        assert client.get(hook).count() == 1, f"data-testid={hook} is missing"
+    assert client.get("photo").get_attribute("accept") == "image/*"
+    assert client.get("photo").get_attribute("capture") is not None
+    notice = client.page.get_by_test_id("notice")
+    assert notice.is_visible() and "Not a medical device" in notice.inner_text()
+
+    email = new_email("ana")
+    client.sign_in(email, PASSWORD)  # a new email: the page creates the account on the emulator
+    job_id = client.upload(photos["sharp"][0])
+    assert client.wait_finished() == "done"
+    job = status(api, email, job_id).json()
+    assert job["status"] == "done"
+    assert client.get("result").is_visible()
+    for hook in RESULT_HOOKS:
+        assert client.get(hook).is_visible(), f"data-testid={hook} is not shown"
+    assert job["result"]["diagnosis"]["label"] in client.get("diagnosis-label").inner_text()
+    assert client.get("binary-label").inner_text() == job["result"]["binary"]["label"]
+    expected = (job["result"].get("assessment") or job["result"]["diagnosis"])["label"]
+    assert f"({expected})" in client.get("assessment-label").inner_text()
+    assert client.page.locator(".bars .bar").count() == 7
+    assert ("agrees" if job["result"]["check"]["agrees"] else "disagrees") in client.get("check").inner_text()
+    assert ("Inconclusive", "Conclusive")[job["result"]["conclusive"]] in client.get("conclusive").inner_text()
+    BUILD.mkdir(exist_ok=True)
+    client.page.screenshot(path=str(BUILD / "web-done.png"), full_page=True)
+
+
+def a_done_job(client, photo, who: str) -> tuple[str, str]:
+    """A new user signed in on the page, with the photo uploaded and analysed: (email, jobId)."""
+    client.open()
+    email = new_email(who)
+    client.sign_in(email, PASSWORD)
+    job_id = client.upload(photo)
+    assert client.wait_finished() == "done"
+    return email, job_id
+
+
+def status(api, email: str, job_id: str):
+    """GET status as the page's user: signed in over the emulator's REST API with the same email and password."""
+    token = auth_emulator.sign_in(api.auth_host, email, PASSWORD)["idToken"]
+    return requests.get(api.url["status"] + job_id, headers={"Authorization": f"Bearer {token}"}, timeout=10)
+
+
+def test_the_time_from_202_to_done_is_measured_in_the_page(client, api, photos):
+    client.open()
+    email = new_email("tim")
+    client.sign_in(email, PASSWORD)
+    times = []
+    for photo in photos["sharp"][1:6]:
+        client.upload(photo)
+        assert client.wait_finished() == "done"
+        times.append(client.done_after_ms())
+    assert all(0 < ms < 60_000 for ms in times), times
+    BUILD.mkdir(exist_ok=True)
+    (BUILD / "web-timings.json").write_text(json.dumps(
+        {"doneAfter202Ms": times, "medianMs": statistics.median(times)}, indent=2))
+
+
+def test_a_blurred_photo_is_rejected_with_advice(client, api, photos):
+    client.open()
+    email = new_email("bea")
+    client.sign_in(email, PASSWORD)
+    job_id = client.upload(photos["blurred"])
+    assert client.wait_finished() == "rejected"
+    job = status(api, email, job_id).json()
+    assert job["rejection"]["code"] == "too_blurry"
+    assert client.get("result").is_visible()
+    assert client.get("advice").inner_text() == job["rejection"]["message"]
+    assert client.get("assessment-label").count() == 0
+
+
+def test_another_users_job_is_not_shown(client, chromium, api, photos):
+    email, job_id = a_done_job(client, photos["sharp"][0], "owner")
+
+    intruder = browser.WebClient(chromium, api.web_url)
+    try:
+        intruder.open(job_id)  # a link to someone else's job
+        intruder.sign_in(new_email("intruder"), PASSWORD)
+        error = intruder.get("error")
+        error.wait_for(state="visible", timeout=15_000)
+        assert "belongs to another account" in error.inner_text()
+        assert not intruder.get("result").is_visible() and not intruder.get("status").is_visible()
+        assert not re.search(r"FirebaseError|permission-denied|\(\S+:\d+:\d+\)", error.inner_text())  # no stack trace
+    finally:
+        intruder.close()
+
+
+def test_delete_erases_the_job_and_the_photo(client, api, photos):
+    email, job_id = a_done_job(client, photos["sharp"][0], "dan")
+    path = api.db.collection("jobs").document(job_id).get().to_dict()["image"]["path"]
+    client.get("delete").click()
+    client.page.wait_for_function("document.querySelector('[data-testid=status]').textContent === 'deleted'")
+    assert not client.get("result").is_visible() and not client.get("error").is_visible()
+    assert status(api, email, job_id).status_code == 404
+    assert not api.bucket.blob(path).exists()
+    assert not api.db.collection("jobs").document(job_id).get().exists
+
+
+def test_pressing_upload_again_gives_the_same_job(client, api, photos):
+    """One Idempotency-Key per chosen photo: a second press (a retry after a timeout, a double tap) is no new job."""
+    email, job_id = a_done_job(client, photos["sharp"][0], "ivy")
+    with client.page.expect_response(lambda r: r.url == api.url["upload"] and r.request.method == "POST") as answer:
+        client.get("upload").click()
+    assert answer.value.status == 200 and answer.value.json()["jobId"] == job_id
+    client.page.wait_for_function("document.querySelector('[data-testid=status]').textContent === 'done'")
+    owner = client.page.evaluate("() => document.getElementById('who').textContent")
+    assert owner == email
+
+
+def test_a_page_reload_keeps_following_the_job(client, api, photos):
+    """The job id is in the address (#job=...): a reload or a shared link of one's own job shows it again."""
+    email, job_id = a_done_job(client, photos["sharp"][0], "rex")
+    client.page.reload()
+    client.page.wait_for_function("document.querySelector('[data-testid=status]').textContent === 'done'",
+                                  timeout=15_000)
+    assert client.page.locator("#job-panel").get_attribute("data-job-id") == job_id
+    assert client.get("diagnosis-label").is_visible()
+
