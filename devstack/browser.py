@@ -9,8 +9,15 @@ import shutil
 from pathlib import Path
 
 CHROMIUM = os.environ.get("CHROMIUM", "/usr/bin/chromium")
-FLAGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
-         "--disable-sync", "--no-first-run", "--disable-dev-shm-usage"]
+FLAGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+    "--disable-dev-shm-usage",
+]
 TERMINAL = ("done", "rejected", "failed")
 
 
@@ -72,7 +79,10 @@ class WebClient:
         self.page.wait_for_function(
             "previous => { const p = document.getElementById('job-panel');"
             " return (!p.hidden && p.dataset.jobId && p.dataset.jobId !== previous)"
-            " || !document.querySelector('[data-testid=error]').hidden }", arg=previous, timeout=30_000)
+            " || !document.querySelector('[data-testid=error]').hidden }",
+            arg=previous,
+            timeout=30_000,
+        )
         error = self.get("error")
         if error.is_visible():
             raise AssertionError(f"the page shows an error after upload: {error.inner_text()}")
@@ -82,7 +92,9 @@ class WebClient:
         """The job's final status as the page shows it (through its Firestore listener)."""
         self.page.wait_for_function(
             "states => states.includes(document.querySelector('[data-testid=status]').textContent)",
-            arg=list(TERMINAL), timeout=timeout_s * 1000)
+            arg=list(TERMINAL),
+            timeout=timeout_s * 1000,
+        )
         return self.get("status").inner_text()
 
     def done_after_ms(self) -> float:

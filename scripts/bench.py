@@ -206,8 +206,8 @@ def bench_stack(photo: bytes, uploads: int, listens: int, load_total: int, load_
     from google.cloud import firestore
     from google.cloud.firestore_v1.base_query import FieldFilter
 
-    from devstack.stack import Stack, service_env
     from devstack import auth_emulator
+    from devstack.stack import Stack, service_env
 
     ports = {
         key: str(free_port())

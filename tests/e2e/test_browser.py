@@ -110,8 +110,9 @@ def test_the_time_from_202_to_done_is_measured_in_the_page(client, api, photos):
         times.append(client.done_after_ms())
     assert all(0 < ms < 60_000 for ms in times), times
     BUILD.mkdir(exist_ok=True)
-    (BUILD / "web-timings.json").write_text(json.dumps(
-        {"doneAfter202Ms": times, "medianMs": statistics.median(times)}, indent=2))
+    (BUILD / "web-timings.json").write_text(
+        json.dumps({"doneAfter202Ms": times, "medianMs": statistics.median(times)}, indent=2)
+    )
 
 
 def test_a_blurred_photo_is_rejected_with_advice(client, api, photos):
@@ -169,8 +170,8 @@ def test_a_page_reload_keeps_following_the_job(client, api, photos):
     """The job id is in the address (#job=...): a reload or a shared link of one's own job shows it again."""
     email, job_id = a_done_job(client, photos["sharp"][0], "rex")
     client.page.reload()
-    client.page.wait_for_function("document.querySelector('[data-testid=status]').textContent === 'done'",
-                                  timeout=15_000)
+    client.page.wait_for_function(
+        "document.querySelector('[data-testid=status]').textContent === 'done'", timeout=15_000
+    )
     assert client.page.locator("#job-panel").get_attribute("data-job-id") == job_id
     assert client.get("diagnosis-label").is_visible()
-

@@ -16,8 +16,12 @@ def test_the_document_is_valid_openapi_3_1():
 
 
 def test_the_three_functions_are_described():
-    operations = {op["operationId"] for item in SPEC["paths"].values() for op in item.values()
-                  if isinstance(op, dict) and "operationId" in op}
+    operations = {
+        op["operationId"]
+        for item in SPEC["paths"].values()
+        for op in item.values()
+        if isinstance(op, dict) and "operationId" in op
+    }
     assert {"uploadPhoto", "getJob", "deleteJob", "deliverJob"} <= operations
 
 
@@ -32,5 +36,16 @@ def test_every_error_code_in_the_code_is_documented():
 def test_the_job_document_lists_the_contract_fields_only():
     job = SPEC["components"]["schemas"]["Job"]
     assert job["additionalProperties"] is False
-    assert set(job["properties"]) == {"jobId", "ownerUid", "status", "createdAt", "updatedAt", "expireAt", "image",
-                                      "attempts", "result", "rejection", "error"}
+    assert set(job["properties"]) == {
+        "jobId",
+        "ownerUid",
+        "status",
+        "createdAt",
+        "updatedAt",
+        "expireAt",
+        "image",
+        "attempts",
+        "result",
+        "rejection",
+        "error",
+    }
