@@ -4,17 +4,25 @@ Tokens are signed here with a local RSA key that stands in for App Check's publi
 verification (signature, algorithm, audience, issuer, expiry) runs unchanged.
 """
 
+import importlib.util
+import json
 import time
+from pathlib import Path
 from types import SimpleNamespace
 
 import jwt
 import pytest
 from cryptography.hazmat.primitives.asymmetric import rsa
 from firebase_admin import app_check
+from werkzeug.test import EnvironBuilder
+from werkzeug.wrappers import Request
 
-from shared import config
+from shared import bootstrap, config, http
 from shared.auth import TokenVerifier
 from shared.errors import ServiceError
+from tests.fakes import fake_deps
+
+REPO = Path(__file__).resolve().parents[2]
 
 PROJECT = "demo-skin"
 KEY = rsa.generate_private_key(public_exponent=65537, key_size=2048)
@@ -81,12 +89,37 @@ def test_not_checked_when_not_required(monkeypatch):
     assert verifier.uid("Bearer x", None) == "alice"
 
 
-def test_the_functions_pass_the_header_and_cors_allows_it():
-    from pathlib import Path
+def load_function(name: str, deps):
+    """functions/<name>/main.py, imported with ``deps`` in place of the environment's dependencies."""
+    spec = importlib.util.spec_from_file_location(f"app_check_{name}_main", REPO / f"functions/{name}/main.py")
+    module = importlib.util.module_from_spec(spec)
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(bootstrap, "dependencies", lambda: deps)
+        spec.loader.exec_module(module)
+    return getattr(module, name)
 
-    from shared import http
 
-    repo = Path(__file__).resolve().parents[2]
-    for name in ("upload", "status"):
-        assert 'request.headers.get("X-Firebase-AppCheck")' in (repo / f"functions/{name}/main.py").read_text()
+@pytest.mark.parametrize("name, method", [("upload", "POST"), ("status", "GET"), ("status", "DELETE")])
+def test_upload_and_status_refuse_a_request_without_app_check_when_required(verifier, name, method):
+    deps = fake_deps(APP_CHECK_REQUIRED="true")
+    deps.tokens = verifier
+    function = load_function(name, deps)
+    path = "/" if name == "upload" else "/0123456789abcdef01234567"
+    without = function(
+        Request(EnvironBuilder(path=path, method=method, headers={"Authorization": "Bearer x"}).get_environ())
+    )
+    assert without[1] == 401 and "App Check" in json.loads(without[0])["error"]["message"]
+    headers = {"Authorization": "Bearer x", "X-Firebase-AppCheck": app_check_token()}
+    answer = function(Request(EnvironBuilder(path=path, method=method, headers=headers).get_environ()))
+    assert answer[1] == (400 if name == "upload" else 404)  # past the checks: no photo / no such job
+
+
+def test_cors_allows_the_header():
     assert "X-Firebase-AppCheck" in http.ALLOWED_HEADERS
+
+
+@pytest.mark.parametrize("setting, required", [("true", True), ("false", False)])
+def test_bootstrap_wires_the_setting_into_the_verifier(monkeypatch, setting, required):
+    monkeypatch.setenv("FIREBASE_AUTH_EMULATOR_HOST", "127.0.0.1:9")
+    deps = fake_deps(APP_CHECK_REQUIRED=setting, FIREBASE_AUTH_EMULATOR_HOST="127.0.0.1:9")
+    assert deps.tokens.app_check_required is required
