@@ -25,6 +25,11 @@ PASSWORD = "correct-horse-9"
 PAGE_HOOKS = ("email", "password", "sign-in", "photo", "upload", "status", "result", "delete", "error")
 RESULT_HOOKS = ("assessment-label", "diagnosis-label", "binary-label")
 BUILD = REPO / "build"
+# Records each status text the page shows, in order (the listener may deliver several in one frame).
+STATUS_RECORDER = """() => { window.shownStatuses = []; new MutationObserver(() => {
+  const text = document.querySelector('[data-testid=status]').textContent;
+  if (window.shownStatuses.at(-1) !== text) window.shownStatuses.push(text);
+}).observe(document.querySelector('[data-testid=status]'), {childList: true, characterData: true, subtree: true}) }"""
 
 
 @pytest.fixture(scope="module")
@@ -99,15 +104,24 @@ def status(api, email: str, job_id: str):
     return requests.get(api.url["status"] + job_id, headers={"Authorization": f"Bearer {token}"}, timeout=10)
 
 
-def test_the_time_from_202_to_done_is_measured_in_the_page(client, api, photos):
+def test_the_status_is_shown_live_and_the_time_from_202_to_done_is_measured(client, api, photos):
     client.open()
     email = new_email("tim")
     client.sign_in(email, PASSWORD)
+    client.page.evaluate(STATUS_RECORDER)
     times = []
     for photo in photos["sharp"][1:6]:
+        client.page.evaluate("window.shownStatuses = []")
         client.upload(photo)
         assert client.wait_finished() == "done"
         times.append(client.done_after_ms())
+        shown = client.page.evaluate("window.shownStatuses")
+        # queued at the 202, then what the listener delivered, in order (a fast job may skip processing)
+        assert (
+            shown[0] == "queued"
+            and shown[-1] == "done"
+            and shown in (["queued", "done"], ["queued", "processing", "done"])
+        ), shown
     assert all(0 < ms < 60_000 for ms in times), times
     BUILD.mkdir(exist_ok=True)
     (BUILD / "web-timings.json").write_text(
