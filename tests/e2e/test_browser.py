@@ -189,3 +189,35 @@ def test_a_page_reload_keeps_following_the_job(client, api, photos):
     )
     assert client.page.locator("#job-panel").get_attribute("data-job-id") == job_id
     assert client.get("diagnosis-label").is_visible()
+
+
+def test_the_assessment_and_reference_are_shown_first_when_the_server_sends_them(client):
+    """web/src/render.js on a result with `assessment` and `reference` (API.md), as the page renders a snapshot."""
+    scores = {"akiec": 0.05, "bcc": 0.06, "bkl": 0.1, "df": 0.02, "mel": 0.6, "nv": 0.15, "vasc": 0.02}
+    prediction = {"label": "mel", "confidence": 0.6, "scores": scores, "model": "m"}
+    result = {
+        "binary": {"label": "malignant", "confidence": 0.8, "scores": {"benign": 0.2, "malignant": 0.8}, "model": "b"},
+        "diagnosis": {**prediction, "label": "nv", "confidence": 0.5},
+        "check": {**prediction, "agrees": True},
+        "reference": {**prediction, "label": "bcc", "confidence": 0.55, "model": "efficientnet-lite"},
+        "assessment": {**prediction, "malignant": 0.71, "models": ["binary", "diagnosis", "check", "reference"]},
+        "conclusive": False,
+    }
+    client.open()
+    text = client.page.evaluate(
+        """async result => {
+             const { renderResult } = await import('./src/render.js');
+             const box = document.createElement('div');
+             box.append(...renderResult({ status: 'done', result }));
+             document.body.append(box);
+             const get = (id) => box.querySelector(`[data-testid=${id}]`).textContent;
+             return { all: box.textContent, assessment: get('assessment-label'), reference: get('reference'),
+                      first: box.querySelector('h3').textContent };
+           }""",
+        result,
+    )
+    assert text["first"] == "Assessment (the models combined)"
+    assert text["assessment"] == "Melanoma (mel)"  # the assessment, not the diagnosis model's nv
+    assert "probability that it is malignant 71%" in text["all"] and "Inconclusive" in text["all"]
+    assert text["reference"].startswith("Basal cell carcinoma (bcc) 55%")
+    assert "sends no combined assessment" not in text["all"]
