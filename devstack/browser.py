@@ -68,8 +68,14 @@ class WebClient:
     def sign_in(self, email: str, password: str) -> None:
         self.get("email").fill(email)
         self.get("password").fill(password)
-        self.get("sign-in").click()
-        self.page.locator("#signed-in").wait_for(state="visible", timeout=15_000)
+        self.get("sign-in").click()  # enabled once the page's script is ready
+        self.page.wait_for_function(
+            "() => !document.getElementById('signed-in').hidden"
+            " || !document.querySelector('[data-testid=error]').hidden",
+            timeout=30_000,
+        )
+        if self.get("error").is_visible():
+            raise AssertionError(f"sign-in failed: {self.get('error').inner_text()} ({self.console})")
 
     def upload(self, photo: Path) -> str:
         """Choose the photo, press upload; the job id once the page got its 202 and attached the listener."""

@@ -237,3 +237,6 @@ $("delete").addEventListener("click", async () => {
   $("job-panel").hidden = false;
   setStatus("deleted", "the photo and its result were erased from the service");
 });
+
+// Ready: the sign-in button stays disabled until here, so that no click submits the form before its handler exists.
+$("sign-in").disabled = false;
