@@ -6,7 +6,7 @@ export YOLO_OFFLINE := 1
 export YOLO_CONFIG_DIR := $(CURDIR)/build/ultralytics
 export PYTHONPATH := $(CURDIR)
 
-.PHONY: help install up down demo lint format test test-unit bench train export evaluate config-table clean
+.PHONY: help install web up down demo lint format test test-unit bench train export evaluate config-table clean
 .DEFAULT_GOAL := help
 
 help:  ## list the targets
@@ -22,9 +22,23 @@ $(VENV)/.installed: requirements.txt functions/upload/requirements.txt functions
 	.venv-tasks/bin/pip install -q --disable-pip-version-check -r requirements-tasks-emulator.txt
 	touch $@
 
-install: $(VENV)/.installed .venv-tasks/.installed  ## create the virtualenvs (.venv, .venv-tasks) from the requirements files
+# Node.js: the Firebase Auth emulator (firebase-tools, ./package-lock.json) and the web client (web/package-lock.json).
+node_modules/.installed: package.json package-lock.json
+	@command -v npm >/dev/null || { echo "npm is missing: install Node.js 20+ and npm (Debian: apt-get install nodejs npm)"; exit 1; }
+	npm ci --no-audit --no-fund --loglevel=error
+	touch $@
 
-up: install  ## start the local stack (emulators + the three functions) on 127.0.0.1
+web/node_modules/.installed: web/package.json web/package-lock.json
+	@command -v npm >/dev/null || { echo "npm is missing: install Node.js 20+ and npm (Debian: apt-get install nodejs npm)"; exit 1; }
+	cd web && npm ci --no-audit --no-fund --loglevel=error
+	touch $@
+
+install: $(VENV)/.installed .venv-tasks/.installed node_modules/.installed web/node_modules/.installed  ## create the virtualenvs and install the npm packages (Auth emulator, web client) from their lockfiles
+
+web: web/node_modules/.installed  ## bundle the web client (web/dist/app.js) with esbuild
+	cd web && npm run --silent build
+
+up: install  ## start the local stack (emulators, the three functions, the web client) on 127.0.0.1
 	$(PY) -m devstack.stack up
 
 down:  ## stop exactly what `make up` started

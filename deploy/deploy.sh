@@ -190,7 +190,7 @@ deploy_function() {  # NAME SERVICE_ACCOUNT MEMORY ENV...
   run gc functions deploy "$name" --gen2 --runtime=python312 --region="$REGION" --trigger-http \
     --entry-point="$name" --source="$STAGE_DIR/$name" --allow-unauthenticated --service-account="$account" \
     --memory="$memory" --max-instances="$FUNCTION_MAX_INSTANCES" \
-    "$(env_vars "${COMMON_ENV[@]}" "ALLOWED_ORIGINS=$ALLOWED_ORIGINS" "$@")"
+    "$(env_vars "${COMMON_ENV[@]}" "ALLOWED_ORIGINS=$ALLOWED_ORIGINS" "APP_CHECK_REQUIRED=$APP_CHECK_REQUIRED" "$@")"
 }
 function_url() {  # VAR NAME
   value "$1" "https://$2-PLACEHOLDER.a.run.app" \

@@ -1,4 +1,5 @@
-"""The local stack: Firestore, Storage and Cloud Tasks emulators and the three functions, on 127.0.0.1.
+"""The local stack: Firebase Auth, Firestore, Storage and Cloud Tasks emulators, the three functions and the web
+client, on 127.0.0.1.
 
     python -m devstack.stack up | down | status | env
 
@@ -20,6 +21,7 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 
+from devstack import auth_emulator
 from shared import config
 
 REPO = Path(__file__).resolve().parent.parent
@@ -32,6 +34,12 @@ DEFAULTS = {
     "UPLOAD_PORT": "8091",
     "INFER_PORT": "8092",
     "STATUS_PORT": "8093",
+    # The Auth emulator also opens an emulator hub and a logging port of its own.
+    "AUTH_PORT": "9099",
+    "AUTH_HUB_PORT": "4400",
+    "AUTH_LOGGING_PORT": "4500",
+    "WEB_PORT": "5173",
+    "ALLOWED_ORIGINS": "",  # browser origins allowed besides the web client's own
     "GOOGLE_CLOUD_PROJECT": config.defaults()["GOOGLE_CLOUD_PROJECT"],
     "STORAGE_BUCKET": config.defaults()["STORAGE_BUCKET"],
     # The emulator retries a failed task at once (no backoff), so locally a job gets more, faster attempts.
@@ -39,8 +47,9 @@ DEFAULTS = {
     "LEASE_SECONDS": "10",
 }
 # the service settings the local stack deliberately sets unlike shared.config's defaults (besides emulator hosts)
-LOCAL_DEPARTURES = ("MAX_ATTEMPTS", "LEASE_SECONDS")
+LOCAL_DEPARTURES = ("MAX_ATTEMPTS", "LEASE_SECONDS", "ALLOWED_ORIGINS")
 FUNCTIONS = ("upload", "infer", "status")
+PARTS = ("auth", "firestore", "storage", "tasks", *FUNCTIONS, "web")
 
 
 def settings(environ=os.environ) -> dict[str, str]:
@@ -56,7 +65,8 @@ def service_env(s: dict[str, str]) -> dict[str, str]:
         "FIRESTORE_EMULATOR_HOST": f"127.0.0.1:{s['FIRESTORE_PORT']}",
         "STORAGE_EMULATOR_HOST": f"http://127.0.0.1:{s['STORAGE_PORT']}",
         "CLOUD_TASKS_EMULATOR_HOST": f"127.0.0.1:{s['TASKS_PORT']}",
-        "FIREBASE_AUTH_EMULATOR_HOST": "127.0.0.1:9099",
+        "FIREBASE_AUTH_EMULATOR_HOST": f"127.0.0.1:{s['AUTH_PORT']}",
+        "ALLOWED_ORIGINS": ",".join(filter(None, [f"http://127.0.0.1:{s['WEB_PORT']}", s["ALLOWED_ORIGINS"]])),
         "TASKS_QUEUE": f"projects/{project}/locations/us-central1/queues/infer",
         "INFER_URL": f"http://127.0.0.1:{s['INFER_PORT']}/",
         "STATUS_URL": f"http://127.0.0.1:{s['STATUS_PORT']}/",
@@ -122,15 +132,23 @@ def commands(s: dict[str, str]) -> dict[str, list[str]]:
             "--port",
             s[f"{name.upper()}_PORT"],
         ]
+    auth_config = auth_emulator.config_file(
+        Path(s["STACK_DIR"]) / "auth", int(s["AUTH_PORT"]), int(s["AUTH_HUB_PORT"]), int(s["AUTH_LOGGING_PORT"])
+    )
+    cmds["auth"] = auth_emulator.command(auth_config, s["GOOGLE_CLOUD_PROJECT"])
+    cmds["web"] = [
+        python,
+        str(REPO / "devstack/web_server.py"),
+        "--port",
+        s["WEB_PORT"],
+        "--upload-url",
+        f"http://127.0.0.1:{s['UPLOAD_PORT']}/",
+    ]
     return cmds
 
 
 def port_of(name: str, s: dict[str, str]) -> int:
-    return int(
-        s[f"{name.upper()}_PORT"]
-        if name in FUNCTIONS
-        else s[{"firestore": "FIRESTORE_PORT", "storage": "STORAGE_PORT", "tasks": "TASKS_PORT"}[name]]
-    )
+    return int(s[f"{name.upper()}_PORT"])
 
 
 def answers(name: str, port: int) -> bool:
@@ -181,6 +199,9 @@ class Stack:
             return True
 
     def start(self, name: str) -> int:
+        return self.wait(name, self.spawn(name))
+
+    def spawn(self, name: str) -> subprocess.Popen:
         self.logs.mkdir(parents=True, exist_ok=True)
         port = port_of(name, self.s)
         if answers(name, port):
@@ -189,13 +210,21 @@ class Stack:
                 f"stop it or set {name.upper()}_PORT."
             )
         env = {**self.environ, **service_env(self.s), "PYTHONPATH": str(REPO), "PYTHONUNBUFFERED": "1"}
+        cwd = REPO
+        if name == "auth":  # its hub locator, debug log and settings stay in the stack's folder
+            cwd = self.dir / "auth"
+            env.update(auth_emulator.environment(cwd))
         with open(self.logs / f"{name}.log", "ab") as log:  # the child keeps its own copy of the descriptor
             process = subprocess.Popen(
-                commands(self.s)[name], stdout=log, stderr=subprocess.STDOUT, env=env, cwd=REPO, start_new_session=True
+                commands(self.s)[name], stdout=log, stderr=subprocess.STDOUT, env=env, cwd=cwd, start_new_session=True
             )
         pids = self._pids()
         pids[name] = process.pid
         self._save(pids)
+        return process
+
+    def wait(self, name: str, process: subprocess.Popen) -> int:
+        port = port_of(name, self.s)
         deadline = time.monotonic() + 90
         while not answers(name, port):
             if process.poll() is not None or time.monotonic() > deadline:
@@ -237,13 +266,22 @@ class Stack:
             if not self.alive(pid):
                 return
 
-    def up(self, names=("firestore", "storage", "tasks", *FUNCTIONS)) -> None:
+    def up(self, names=PARTS) -> None:
         pids = self._pids()
-        for name in names:
-            if name in pids and self.alive(pids[name]) and answers(name, port_of(name, self.s)):
-                continue
+        todo = [
+            name
+            for name in names
+            if not (name in pids and self.alive(pids[name]) and answers(name, port_of(name, self.s)))
+        ]
+        for name in todo:
             self.stop(name)
-            self.start(name)
+        # The Auth emulator takes the longest to start (20 s or more on 2 cores): it starts while the rest do.
+        slow = {name: self.spawn(name) for name in todo if name == "auth"}
+        for name in todo:
+            if name not in slow:
+                self.start(name)
+        for name, process in slow.items():
+            self.wait(name, process)
 
     def down(self) -> None:
         for name in reversed(list(self._pids())):
@@ -254,7 +292,7 @@ class Stack:
         return {
             name: ("up" if name in pids and self.alive(pids[name]) and answers(name, port_of(name, self.s)) else "down")
             + f"  127.0.0.1:{port_of(name, self.s)}"
-            for name in ("firestore", "storage", "tasks", *FUNCTIONS)
+            for name in PARTS
         }
 
 
@@ -266,6 +304,10 @@ def main() -> int:
         for name, state in stack.status().items():
             print(f"{name:10} {state}")
         print(f"logs in {stack.logs}")
+        print(
+            f"web client: http://127.0.0.1:{stack.s['WEB_PORT']}/  (sign in with any email and a password of 6+ "
+            "characters: the Auth emulator creates the account)"
+        )
     elif command == "down":
         stack.down()
         print("stack stopped")

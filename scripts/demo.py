@@ -15,9 +15,9 @@ from pathlib import Path
 import requests
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from devstack import auth_emulator
 from devstack.sample import synthetic_lesion
 from devstack.stack import Stack, service_env
-from shared.tokens import emulator_token
 
 
 def show(job: dict) -> None:
@@ -66,7 +66,8 @@ def main() -> int:
     try:
         env = service_env(stack.s)
         upload_url = f"http://127.0.0.1:{stack.s['UPLOAD_PORT']}/"
-        token = emulator_token("demo-user", env["GOOGLE_CLOUD_PROJECT"])
+        # signed in on the stack's Firebase Auth emulator, as an app would be
+        token = auth_emulator.id_token(env["FIREBASE_AUTH_EMULATOR_HOST"], env["GOOGLE_CLOUD_PROJECT"], "demo-user")
         headers = {"Authorization": f"Bearer {token}"}
         started = time.perf_counter()
         reply = requests.post(upload_url, files={"image": ("photo", data)}, headers=headers, timeout=30)

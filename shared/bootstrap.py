@@ -62,7 +62,9 @@ class Dependencies:
     def tokens(self) -> TokenVerifier:
         from shared.auth import TokenVerifier
 
-        return TokenVerifier(self.config.GOOGLE_CLOUD_PROJECT, self.config.emulator_auth)
+        return TokenVerifier(
+            self.config.GOOGLE_CLOUD_PROJECT, self.config.emulator_auth, self.config.APP_CHECK_REQUIRED
+        )
 
     @functools.cached_property
     def pipeline(self) -> Pipeline:

@@ -100,6 +100,11 @@ class Config:
         "Threads of the one ONNX Runtime pool the three models share (torch: its thread count); 0 = the CPUs this "
         "process may use (cgroup quota aware).",
     )
+    APP_CHECK_REQUIRED: bool = setting(
+        "false",
+        "`true`: upload and status also require a valid Firebase App Check token in `X-Firebase-AppCheck` (401 "
+        "without). Off locally: there is no App Check emulator.",
+    )
     ALLOWED_ORIGINS: tuple[str, ...] = setting(
         "", "Comma-separated browser origins allowed by CORS; empty allows none."
     )

@@ -13,7 +13,7 @@ from werkzeug.wrappers import Request
 from shared.errors import ServiceError, invalid_request
 from shared.usecases import Outcome
 
-ALLOWED_HEADERS = "Authorization, Content-Type, Idempotency-Key"
+ALLOWED_HEADERS = "Authorization, Content-Type, Idempotency-Key, X-Firebase-AppCheck"
 MULTIPART_OVERHEAD = 64 * 1024
 
 

@@ -16,7 +16,7 @@ def status(request):
     def handle():
         if request.method not in ("GET", "DELETE"):
             raise ServiceError(405, "method_not_allowed", "Use GET to read a job or DELETE to erase it.")
-        uid = verify_token(request.headers.get("Authorization"))
+        uid = verify_token(request.headers.get("Authorization"), request.headers.get("X-Firebase-AppCheck"))
         job_id = request.path.strip("/") or request.args.get("jobId", "")
         if not job_id:
             raise ServiceError(400, "invalid_request", "Name the job: GET /<jobId> or /?jobId=<jobId>.")

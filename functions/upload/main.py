@@ -16,7 +16,7 @@ def upload(request):
     def handle():
         if request.method != "POST":
             raise ServiceError(405, "method_not_allowed", "Use POST to upload a photo.")
-        uid = verify_token(request.headers.get("Authorization"))
+        uid = verify_token(request.headers.get("Authorization"), request.headers.get("X-Firebase-AppCheck"))
         key = http.idempotency_key(request)
         data, content_type = http.read_image(request, deps.config.MAX_UPLOAD_BYTES)
         return use_cases.upload(deps, uid, data, content_type, key)

@@ -1,5 +1,6 @@
-"""One real local stack for the end-to-end tests: the Firestore, Storage and Cloud Tasks emulators and the three
-functions as functions-framework processes, on free loopback ports, in a temporary state folder."""
+"""One real local stack for the end-to-end tests: the Firebase Auth, Firestore, Storage and Cloud Tasks emulators,
+the three functions as functions-framework processes and the web client, on free loopback ports, in a temporary
+state folder. Users sign in on the Auth emulator; every answer of a function is checked against docs/openapi.yaml."""
 
 from __future__ import annotations
 
@@ -15,8 +16,9 @@ from google.auth.credentials import AnonymousCredentials
 from google.cloud import firestore, storage, tasks_v2
 from google.cloud.tasks_v2.services.cloud_tasks.transports import CloudTasksGrpcTransport
 
+from devstack import auth_emulator
 from devstack.stack import FUNCTIONS, Stack, service_env, settings
-from shared.tokens import emulator_token
+from tests.e2e.openapi import checking
 
 TERMINAL = {"done", "rejected", "failed"}
 ALLOWED_ORIGIN = "https://app.example"
@@ -37,6 +39,9 @@ class Api:
         self.project = self.env["GOOGLE_CLOUD_PROJECT"]
         self.queue = self.env["TASKS_QUEUE"]
         self.url = {name: f"http://127.0.0.1:{stack.s[name.upper() + '_PORT']}/" for name in FUNCTIONS}
+        self.web_url = f"http://127.0.0.1:{stack.s['WEB_PORT']}/"
+        self.auth_host = self.env["FIREBASE_AUTH_EMULATOR_HOST"]
+        self._tokens: dict[str, str] = {}
         self.db = firestore.Client(project=self.project, credentials=AnonymousCredentials())
         self.bucket = storage.Client(
             project=self.project,
@@ -47,8 +52,17 @@ class Api:
             transport=CloudTasksGrpcTransport(channel=grpc.insecure_channel(self.env["CLOUD_TASKS_EMULATOR_HOST"]))
         )
 
+    def token(self, uid: str) -> str:
+        """An ID token the Auth emulator issued to ``uid`` (the user is created on first use)."""
+        if uid not in self._tokens:
+            self._tokens[uid] = auth_emulator.id_token(self.auth_host, self.project, uid)
+        return self._tokens[uid]
+
+    def forget_tokens(self) -> None:
+        self._tokens.clear()
+
     def auth(self, uid: str) -> dict[str, str]:
-        return {"Authorization": f"Bearer {emulator_token(uid, self.project)}"}
+        return {"Authorization": f"Bearer {self.token(uid)}"}
 
     def upload(
         self,
@@ -118,6 +132,7 @@ def api(tmp_path_factory):
     ports = {
         key: str(free_port())
         for key in ("FIRESTORE_PORT", "STORAGE_PORT", "TASKS_PORT", "UPLOAD_PORT", "INFER_PORT", "STATUS_PORT")
+        + ("AUTH_PORT", "AUTH_HUB_PORT", "AUTH_LOGGING_PORT", "WEB_PORT")
     }
     environ = {
         **os.environ,
@@ -131,7 +146,9 @@ def api(tmp_path_factory):
     os.environ.update({key: value for key, value in service_env(stack.s).items() if key.endswith("_HOST")})
     try:
         stack.up()
-        yield Api(stack)
+        api = Api(stack)
+        with checking(api.url):
+            yield api
     finally:
         stack.down()
         os.environ.clear()

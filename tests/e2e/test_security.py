@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import datetime as dt
+import time
 
 import pytest
 import requests
 
-from shared.tokens import emulator_token
+from devstack import auth_emulator
 from tests.e2e.conftest import ALLOWED_ORIGIN
+from tests.tokens import emulator_token
 
 
 @pytest.fixture(scope="module")
@@ -21,7 +23,7 @@ def owned_job(api, sharp_jpeg) -> str:
 def rest(api, method: str, path: str, uid: str | None, **kwargs) -> requests.Response:
     """A client SDK's call to Firestore, over the emulator's REST API, as uid (None: signed out)."""
     base = f"http://{api.env['FIRESTORE_EMULATOR_HOST']}/v1/projects/{api.project}/databases/(default)/documents"
-    headers = {"Authorization": f"Bearer {emulator_token(uid, api.project)}"} if uid else {}
+    headers = api.auth(uid) if uid else {}
     return requests.request(method, base + path, headers=headers, timeout=10, **kwargs)
 
 
@@ -62,6 +64,35 @@ def test_expired_and_foreign_tokens_are_401_on_status(api, owned_job):
     for token in (emulator_token("rita", api.project, lifetime_s=-300), emulator_token("rita", "demo-other"), "x.y.z"):
         reply = requests.get(api.url["status"] + owned_job, headers={"Authorization": f"Bearer {token}"}, timeout=10)
         assert reply.status_code == 401 and reply.json()["error"]["code"] == "unauthenticated"
+
+
+def test_a_disabled_user_is_401_on_upload_and_status(api, owned_job, sharp_jpeg):
+    token = api.token("dora")  # signed in on the Auth emulator before the account is disabled
+    job_id = api.upload("dora", sharp_jpeg).json()["jobId"]
+    auth_emulator.update(api.auth_host, api.project, "dora", disableUser=True)
+    headers = {"Authorization": f"Bearer {token}"}
+    for reply in (
+        requests.get(api.url["status"] + job_id, headers=headers, timeout=10),
+        requests.post(api.url["upload"], files={"image": ("p", sharp_jpeg)}, headers=headers, timeout=30),
+    ):
+        assert reply.status_code == 401 and reply.json()["error"] == {
+            "code": "unauthenticated",
+            "message": "This account is disabled.",
+        }
+    with pytest.raises(auth_emulator.AuthError, match="USER_DISABLED"):
+        auth_emulator.sign_in(api.auth_host, "dora@example.com")
+
+
+def test_a_revoked_token_is_401_and_a_fresh_sign_in_works(api, owned_job, sharp_jpeg):
+    old = api.token("ravi")
+    job_id = api.upload("ravi", sharp_jpeg).json()["jobId"]
+    time.sleep(1.1)  # revocation counts whole seconds: tokens issued before validSince are revoked
+    auth_emulator.update(api.auth_host, api.project, "ravi", validSince=str(int(time.time())))
+    reply = requests.get(api.url["status"] + job_id, headers={"Authorization": f"Bearer {old}"}, timeout=10)
+    assert reply.status_code == 401 and reply.json()["error"]["code"] == "unauthenticated"
+    assert "revoked" in reply.json()["error"]["message"]
+    api.forget_tokens()
+    assert api.status("ravi", job_id).status_code == 200
 
 
 def test_cors_preflight_and_allow_list(api):

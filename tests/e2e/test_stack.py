@@ -66,6 +66,8 @@ def test_down_stops_exactly_its_process_groups_and_up_works_again(api, sharp_jpe
     finally:
         bystander.kill()
     output = stack_cli(api, "up")
-    assert output.count(" up ") == 6, output
+    assert output.count(" up ") == 8, output
+    assert f"web client: {api.web_url}" in output
+    api.forget_tokens()  # the Auth emulator started empty: users sign up again
     job_id = api.upload("again", sharp_jpeg).json()["jobId"]
     assert api.wait("again", job_id)["status"] == "done"

@@ -6,16 +6,16 @@ import time
 
 import pytest
 
-from shared.auth import TokenVerifier
+from shared.auth import CLOCK_SKEW_S, TokenVerifier
 from shared.errors import ServiceError
-from shared.tokens import emulator_token
+from tests.tokens import emulator_token
 
 PROJECT = "demo-skin"
 
 
 @pytest.fixture
 def emulator_mode(monkeypatch):
-    monkeypatch.setenv("FIREBASE_AUTH_EMULATOR_HOST", "127.0.0.1:9099")
+    monkeypatch.setenv("FIREBASE_AUTH_EMULATOR_HOST", "127.0.0.1:9")  # unreachable: unit tests run no emulator
     return TokenVerifier(PROJECT, emulator=True)
 
 
@@ -25,8 +25,32 @@ def refused(verifier: TokenVerifier, header: str | None) -> None:
     assert caught.value.status == 401 and caught.value.code == "unauthenticated"
 
 
-def test_valid_emulator_token(emulator_mode):
-    assert emulator_mode.uid(f"Bearer {emulator_token('alice', PROJECT)}") == "alice"
+def test_a_valid_token_is_checked_for_revocation(emulator_mode, monkeypatch):
+    """check_revoked=True looks the user up; with the Auth service unreachable that is 503 (retry), not 401."""
+    monkeypatch.setenv("FIREBASE_AUTH_EMULATOR_HOST", "127.0.0.1:9")  # nothing listens on the discard port
+    verifier = TokenVerifier(PROJECT, emulator=True)
+    with pytest.raises(ServiceError) as caught:
+        verifier.uid(f"Bearer {emulator_token('alice', PROJECT)}")
+    assert caught.value.status == 503 and caught.value.code == "unavailable"
+
+
+@pytest.mark.parametrize("skew_s, accepted", [(5, True), (-5, True), (CLOCK_SKEW_S + 20, False)])
+def test_a_few_seconds_of_clock_skew_on_iat_are_tolerated(emulator_mode, skew_s, accepted):
+    """A token issued by a clock a few seconds ahead is not 'used too early'; one far ahead is refused."""
+    now = int(time.time())
+    token = forged(
+        iss=f"https://securetoken.google.com/{PROJECT}",
+        aud=PROJECT,
+        sub="alice",
+        user_id="alice",
+        iat=now + skew_s,
+        auth_time=now + skew_s,
+        exp=now + 3600,
+    )
+    with pytest.raises(ServiceError) as caught:
+        emulator_mode.uid(f"Bearer {token}")
+    # accepted: it got as far as the revocation check (no emulator here, hence 503); refused: 401 before it
+    assert caught.value.status == (503 if accepted else 401)
 
 
 def forged(**claims) -> str:

@@ -1,13 +1,11 @@
-"""Mint the unsigned ID tokens the Firebase Auth emulator issues, for the demo and the tests.
-
-python -m shared.tokens UID   # prints a token valid for an hour
-"""
+"""Hand-minted tokens shaped like the Firebase Auth emulator's, for the tests that need a bad one (expired, for
+another project, issued in the future...). Everything else signs in on the real Auth emulator
+(``devstack/auth_emulator.py``)."""
 
 from __future__ import annotations
 
 import base64
 import json
-import sys
 import time
 
 
@@ -30,7 +28,3 @@ def emulator_token(uid: str, project: str = "demo-skin", lifetime_s: int = 3600,
     payload.update(claims)
     payload = {key: value for key, value in payload.items() if value is not None}
     return f"{_segment({'alg': 'none', 'typ': 'JWT'})}.{_segment(payload)}."
-
-
-if __name__ == "__main__":
-    print(emulator_token(sys.argv[1] if len(sys.argv) > 1 else "demo-user"))
