@@ -3,7 +3,7 @@
 The demo, the benchmark and the end-to-end tests sign users in here and send the ID tokens it issues, as an
 app would: ``accounts:signInWithPassword?key=fake`` (any API key is accepted by the emulator).
 
-    python scripts/auth_emulator.py token UID   # prints an ID token of UID, creating the user if needed
+    python -m devstack.auth_emulator token UID   # prints an ID token of UID, creating the user if needed
 """
 
 from __future__ import annotations
@@ -60,8 +60,17 @@ def _call(host: str, path: str, body: dict, admin: bool = False) -> dict:
         with urllib.request.urlopen(request, timeout=10) as reply:
             return json.loads(reply.read())
     except urllib.error.HTTPError as exc:
-        detail = exc.read().decode(errors="replace")
-        raise AuthError(exc.code, json.loads(detail).get("error", {}).get("message", detail)) from None
+        raise AuthError(exc.code, error_message(exc.read().decode(errors="replace"))) from None
+
+
+def error_message(body: str) -> str:
+    """The emulator's ``{"error": {"message": ...}}``, or the body as it is when it is not that JSON (a proxy's
+    HTML page, an empty body)."""
+    try:
+        message = json.loads(body)["error"]["message"]
+    except (ValueError, KeyError, TypeError):
+        return body.strip() or "(empty answer)"
+    return message if isinstance(message, str) else json.dumps(message)
 
 
 class AuthError(Exception):

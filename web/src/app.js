@@ -53,15 +53,37 @@ if (config.firestoreEmulator) {
 }
 
 // One job on screen at a time: its id, its listener, the time of its 202 (to show how long it took).
-const job = { id: null, unsubscribe: null, acceptedAt: 0, key: null };
+const job = { id: null, unsubscribe: null, acceptedAt: 0 };
+// The chosen photo and its Idempotency-Key (one per chosen photo), and the job its upload gave: a job that ended
+// `failed` is started again by POSTing the same photo with the same key (API.md: 202, same jobId).
+const photo = { file: null, key: null, jobId: null, previewUrl: null };
+
+function stopListening() {
+  if (job.unsubscribe) job.unsubscribe();
+  job.unsubscribe = null;
+}
 
 function closeJob() {
-  if (job.unsubscribe) job.unsubscribe();
-  Object.assign(job, { id: null, unsubscribe: null, acceptedAt: 0 });
+  stopListening();
+  Object.assign(job, { id: null, acceptedAt: 0 });
   $("job-panel").hidden = true;
   $("result").hidden = true;
   $("result").replaceChildren();
   $("delete").hidden = true;
+  $("retry").hidden = true;
+}
+
+function showInfo(message) {
+  $("info").textContent = message || "";
+  $("info").hidden = !message;
+}
+
+function showPreview(file) {
+  if (photo.previewUrl) URL.revokeObjectURL(photo.previewUrl); // an object URL holds its file until revoked
+  photo.previewUrl = file ? URL.createObjectURL(file) : null;
+  if (photo.previewUrl) $("preview").src = photo.previewUrl;
+  else $("preview").removeAttribute("src");
+  $("preview").hidden = !file;
 }
 
 // --- 1. sign in ----------------------------------------------------------------------------------------------
@@ -89,7 +111,17 @@ $("signin-form").addEventListener("submit", async (event) => {
   }
 });
 
-$("sign-out").addEventListener("click", () => signOut(auth));
+$("sign-out").addEventListener("click", async () => {
+  // Nothing of this user stays for the next one in this tab: the job link, the photo, the messages.
+  history.replaceState(null, "", location.pathname + location.search);
+  closeJob();
+  showPreview(null);
+  Object.assign(photo, { file: null, key: null, jobId: null });
+  $("photo").value = "";
+  showError("");
+  showInfo("");
+  await signOut(auth);
+});
 
 function authMessage(error) {
   switch (error.code) {
@@ -125,16 +157,22 @@ onAuthStateChanged(auth, (user) => {
 
 // --- 2. upload -----------------------------------------------------------------------------------------------
 $("photo").addEventListener("change", () => {
-  job.key = crypto.randomUUID(); // one key per chosen photo: pressing upload again never makes a second job
+  // one key per chosen photo: pressing upload again (or Try again after `failed`) never makes a second job
+  Object.assign(photo, { file: $("photo").files[0] || null, key: crypto.randomUUID(), jobId: null });
+  $("retry").hidden = true;
   $("upload").disabled = !auth.currentUser || !$("photo").files.length;
   showError("");
 });
 
-$("upload").addEventListener("click", async () => {
-  const file = $("photo").files[0];
+$("upload").addEventListener("click", () => upload());
+$("retry").addEventListener("click", () => upload());
+
+async function upload() {
+  const { file, key } = photo;
   const user = auth.currentUser;
   if (!file || !user) return;
   showError("");
+  showInfo("");
   closeJob();
   $("upload").disabled = true;
   const body = new FormData();
@@ -143,7 +181,7 @@ $("upload").addEventListener("click", async () => {
   try {
     reply = await fetch(config.uploadUrl, {
       method: "POST",
-      headers: { Authorization: `Bearer ${await user.getIdToken()}`, "Idempotency-Key": job.key },
+      headers: { Authorization: `Bearer ${await user.getIdToken()}`, "Idempotency-Key": key },
       body,
     });
   } catch {
@@ -157,18 +195,19 @@ $("upload").addEventListener("click", async () => {
     showError(errorMessage(reply.status, answer, reply.headers.get("Retry-After")));
     return;
   }
-  $("preview").src = URL.createObjectURL(file);
-  $("preview").hidden = false;
+  if (photo.key === key) photo.jobId = answer.jobId;
+  showPreview(file);
   history.replaceState(null, "", `#job=${answer.jobId}`);
   watch(answer.jobId, true, answer.status);
-});
+}
 
 // --- 3. the job, live --------------------------------------------------------------------------------------
 function watch(jobId, fromUpload, initialStatus = "queued") {
   closeJob();
+  showInfo("");
   job.id = jobId;
   job.acceptedAt = fromUpload ? performance.now() : 0;
-  if (!fromUpload) $("preview").hidden = true;
+  if (!fromUpload) showPreview(null);
   $("job-panel").hidden = false;
   $("job-panel").dataset.jobId = jobId;
   delete $("job-panel").dataset.doneAfterMs;
@@ -200,6 +239,10 @@ function show(data) {
   }
   setStatus(data.status, note);
   $("delete").hidden = false;
+  // Try again: the same photo with the same Idempotency-Key starts a failed job again (only for this tab's upload).
+  $("retry").hidden = !(data.status === "failed" && photo.file && photo.jobId === job.id);
+  // A final status does not change again (API.md): stop listening, as web/README.md tells app developers to.
+  if (TERMINAL.has(data.status)) stopListening();
   const result = $("result");
   result.replaceChildren(...renderResult(data));
   result.hidden = !TERMINAL.has(data.status);
@@ -211,8 +254,7 @@ $("delete").addEventListener("click", async () => {
   const jobId = job.id;
   if (!user || !jobId) return;
   $("delete").disabled = true;
-  if (job.unsubscribe) job.unsubscribe(); // the document is about to go: stop listening first
-  job.unsubscribe = null;
+  stopListening(); // the document is about to go: stop listening first
   let reply;
   try {
     reply = await fetch(`${config.statusUrl.replace(/\/$/, "")}/${encodeURIComponent(jobId)}`, {
@@ -230,12 +272,13 @@ $("delete").addEventListener("click", async () => {
       : "The service cannot be reached; the job was not deleted. Try again.");
     return;
   }
-  closeJob();
+  closeJob(); // hides the status too: `deleted` is no job status (API.md)
+  setStatus("");
   history.replaceState(null, "", location.pathname + location.search);
   showError("");
-  $("preview").hidden = true;
-  $("job-panel").hidden = false;
-  setStatus("deleted", "the photo and its result were erased from the service");
+  showPreview(null);
+  if (photo.jobId === jobId) photo.jobId = null;
+  showInfo("Deleted: the photo and its result were erased from the service.");
 });
 
 // Ready: the sign-in button stays disabled until here, so that no click submits the form before its handler exists.
