@@ -55,7 +55,7 @@ class Pipeline:
         self.max_pixels = config.MAX_IMAGE_PIXELS
         self.decode_side = max(classifier.entry.size for classifier in self.classifiers.values())
         self.combination = Combination.from_manifest(load_manifest_section(config.MODELS_DIR, "assessment"))
-        self.gate_threshold = float(load_manifest_section(config.MODELS_DIR, "gate")["threshold"])
+        self.gate_threshold = config.GATE_THRESHOLD
 
     def analyze(self, data: bytes, content_type: str | None = None) -> Analysis:
         """Decode and analyse; invalid bytes raise ServiceError (400/415/422)."""

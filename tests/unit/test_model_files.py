@@ -96,3 +96,11 @@ def test_everything_tracked_under_models_stays_under_60_mib():
     total = sum((REPO / path).stat().st_size for path in listed if (REPO / path).exists())
     assert total < 60 * 2**20, f"{total / 2**20:.1f} MiB"
     assert not any(path.endswith((".pth", ".pt")) for path in listed)
+
+
+def test_the_configured_thresholds_are_the_ones_fitted_in_the_manifest():
+    from shared import config
+
+    defaults = config.load({})
+    assert defaults.CONF_THRESHOLD == MANIFEST["assessment"]["conf_threshold"]
+    assert defaults.GATE_THRESHOLD == MANIFEST["gate"]["threshold"]
