@@ -117,6 +117,20 @@ def weights_table(manifest: dict) -> str:
     return f"weights: {weights}; biases: {bias}"
 
 
+def schedule(history: dict) -> str:
+    """How the reference's learning-rate schedule ran, from the per-epoch records (a resumed run with more epochs
+    stretches the cosine, so the rate rises again)."""
+    runs: list[list[int]] = []
+    for row in history["history"]:
+        length = row.get("schedule_epochs", history["train_args"]["epochs"])
+        if runs and runs[-1][0] == length:
+            runs[-1][2] = row["epoch"]
+        else:
+            runs.append([length, row["epoch"], row["epoch"]])
+    parts = [f"epochs {first}–{last} on a {length}-epoch cosine schedule" for length, first, last in runs]
+    return "; then resumed: ".join(parts)
+
+
 def render(metrics: dict, manifest: dict, histories: dict) -> str:
     a = manifest["assessment"]
     return Template(TEMPLATE.read_text()).substitute(

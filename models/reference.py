@@ -182,6 +182,7 @@ def run(spec: dict, pretrained: str, epochs: int, data_root: Path, seed: int = 0
             "loss": round(loss, 4),
             **evaluate(ema.module, data, spec),
             "seconds": round(time.time() - tic, 1),
+            "schedule_epochs": epochs,
         }
         history.append(row)
         print(json.dumps(row), flush=True)
