@@ -136,6 +136,14 @@ def write_history(spec: dict, pretrained: str, history: list[dict]) -> None:
     HISTORY.write_text(json.dumps({"train_args": args, "history": rows}, indent=1) + "\n")
 
 
+def save_checkpoint(
+    path: Path, parts: dict, ema: ExponentialAverage, gen: torch.Generator, history: list[dict]
+) -> None:
+    """Everything :func:`restore` needs to go on exactly where training stopped."""
+    state = {key: part.state_dict() for key, part in parts.items()}
+    torch.save({**state, "ema_steps": ema.steps, "gen": gen.get_state(), "history": history}, path)
+
+
 def restore(path: Path, parts: dict, ema: ExponentialAverage, gen: torch.Generator, device: str) -> list[dict]:
     """Load the last checkpoint into ``parts`` (state_dict holders), the EMA step count and the sampler's
     generator; return the curves so far (empty when there is no checkpoint)."""
@@ -186,15 +194,7 @@ def run(spec: dict, pretrained: str, epochs: int, data_root: Path, seed: int = 0
         }
         history.append(row)
         print(json.dumps(row), flush=True)
-        torch.save(
-            {
-                **{k: v.state_dict() for k, v in parts.items()},
-                "ema_steps": ema.steps,
-                "gen": gen.get_state(),
-                "history": history,
-            },
-            ckpt_path,
-        )
+        save_checkpoint(ckpt_path, parts, ema, gen, history)
         torch.save(ema.module.state_dict(), BUILD_DIR / "reference.pth")
         write_history(spec, pretrained, history)
     return BUILD_DIR / "reference.pth"

@@ -102,5 +102,5 @@ def test_the_configured_thresholds_are_the_ones_fitted_in_the_manifest():
     from shared import config
 
     defaults = config.load({})
-    assert defaults.CONF_THRESHOLD == MANIFEST["assessment"]["conf_threshold"]
-    assert defaults.GATE_THRESHOLD == MANIFEST["gate"]["threshold"]
+    assert MANIFEST["assessment"]["conf_threshold"] == defaults.CONF_THRESHOLD
+    assert MANIFEST["gate"]["threshold"] == defaults.GATE_THRESHOLD
