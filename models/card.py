@@ -146,4 +146,5 @@ def render(metrics: dict, manifest: dict, histories: dict) -> str:
         fit_sets=" + ".join(a["fitted_on"]),
         gate_method=manifest["gate"]["method"],
         objective=a["objective"],
+        reference_schedule=schedule(histories["reference-efficientnet-lite0"]),
     )

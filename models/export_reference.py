@@ -131,7 +131,7 @@ def main() -> None:
         "threshold": 0.5,
         "output": "gate",
         "method": "logistic regression on the reference "
-        "model's pooled features; lesions (HAM10000 + PAD-UFES-20 train) against the fit half of "
+        "model's pooled features; lesions (every third HAM10000 train image + PAD-UFES-20 train) against the fit half of "
         "not-a-lesion; threshold: the lower of keeping " + f"{gate['keep_target']:.1%} of the fit lesions and "
         f"rejecting {gate['reject_target']:.0%} of the fit negatives (out of fold)",
         "kept_share_fit": {k: round(v, 4) for k, v in gate["kept_share"].items()},
