@@ -65,14 +65,20 @@ test-unit: install  ## the unit tests only (use cases on in-memory fakes; no emu
 bench: install  ## speed and memory targets, written to bench/report.json
 	$(PY) scripts/bench.py --out bench/report.json
 
-train: install  ## retrain the three models (about 70 min on 2 CPU cores); DATA=folder to use your own
-	$(PY) -m models.train $(if $(DATA),--data "$(DATA)")
+PRETRAINED ?= wheel
+DEVICE ?= cpu
+train: install  ## fine-tune the reference (about 1 h on 2 CPU cores), then the students; PRETRAINED=official|PATH, DEVICE=0
+	PRETRAINED=$(PRETRAINED) DEVICE=$(DEVICE) $(PY) -m models.reference
+	PRETRAINED=$(if $(filter wheel,$(PRETRAINED)),scratch,$(PRETRAINED)) $(PY) -m models.train $(if $(DATA),--data "$(DATA)")
 
-export: install  ## ONNX export, temperatures and models/manifest.json
+export: install  ## gate, ONNX export, calibration, assessment weights and models/manifest.json
 	$(PY) -m models.export $(if $(DATA),--data "$(DATA)")
+	$(PY) -m models.gate
+	$(PY) -m models.export_reference
+	$(PY) -m models.fit
 
-evaluate: install  ## metrics.json, MODEL_CARD.md, evaluation.png and training.png from the validation lesions
-	$(PY) -m models.evaluate $(if $(DATA),--data "$(DATA)")
+evaluate: install  ## metrics.json, MODEL_CARD.md and training.png on held-out lesions, Derm7pt and PAD-UFES-20
+	$(PY) -m models.evaluate
 
 config-table:  ## the README's configuration table
 	@$(PYTHON) -m shared.config

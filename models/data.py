@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import csv
 import hashlib
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -87,3 +87,74 @@ def load_pixels(samples: list[Sample], size: int) -> np.ndarray:
         with Image.open(sample.path) as image:
             out[index] = resize_center_crop(image, size)
     return out
+
+
+SHARED_DATA = Path(__file__).resolve().parent.parent.parent / "shared" / "data"
+PAD_SPLIT_PERCENT = {"train": 50, "val": 20}  # the rest (30 %) is the held-out test
+
+
+def patient_split(patient: str, seed: str = "pad-v1") -> str:
+    """PAD-UFES-20 split by patient (file names are PAD_PAT_<patient>_<lesion>_<image>): train / val / test."""
+    bucket = int(hashlib.sha256(f"{seed}:{patient}".encode()).hexdigest()[:8], 16) % 100
+    if bucket < PAD_SPLIT_PERCENT["train"]:
+        return "train"
+    return "val" if bucket < PAD_SPLIT_PERCENT["train"] + PAD_SPLIT_PERCENT["val"] else "test"
+
+
+def load_external(root: Path, split_by_patient: bool = False) -> list[Sample]:
+    """An ``external/<source>`` folder (metadata.csv: image_id, file, dx); each image is its own lesion unless
+    ``split_by_patient`` (PAD-UFES-20), where the split follows the patient so no patient is on two sides."""
+    with (Path(root) / "metadata.csv").open(newline="") as handle:
+        rows = list(csv.DictReader(handle))
+    samples = []
+    for row in rows:
+        patient = row["image_id"].split("_")[2] if split_by_patient else row["image_id"]
+        split = patient_split(patient) if split_by_patient else "test"
+        samples.append(Sample(Path(root) / "images" / row["file"], row["image_id"], patient, row["dx"], split))
+    return samples
+
+
+def ham_samples(root: Path, split_file: Path) -> list[Sample]:
+    """HAM10000 samples with the recorded lesion-level split (models/split.csv)."""
+    split = read_split(split_file)
+    return [replace(s, split=split[s.image_id]) for s in load_samples(root) if s.image_id in split]
+
+
+def load_constant_pixels(samples: list[Sample], size: int) -> np.ndarray:
+    """Like :func:`load_pixels`, with shades-of-grey colour constancy applied after the crop, as served."""
+    from shared.analysis.preprocess import shades_of_grey
+
+    out = np.empty((len(samples), size, size, 3), dtype=np.uint8)
+    for index, sample in enumerate(samples):
+        with Image.open(sample.path) as image:
+            out[index] = shades_of_grey(resize_center_crop(image, size))
+    return out
+
+
+def half(key: str, seed: str = "fit-v1") -> str:
+    """Split a validation set in two by ``key`` (a lesion or image id): ``fit`` (calibration, weights,
+    thresholds) and ``report`` (the figures)."""
+    return "fit" if int(hashlib.sha256(f"{seed}:{key}".encode()).hexdigest()[:8], 16) % 2 == 0 else "report"
+
+
+def named_sets(data_root: Path = SHARED_DATA, split_file: Path | None = None) -> dict[str, list[Sample]]:
+    """Every set training, export and evaluation use, by name, split by lesion (HAM10000), patient
+    (PAD-UFES-20) or image (Derm7pt, not-a-lesion). Derm7pt is for evaluation only."""
+    split_file = split_file or Path(__file__).resolve().parent / "split.csv"
+    ham = ham_samples(data_root / "ham10000", split_file)
+    pad = [
+        s for s in load_external(data_root / "external/pad-ufes-20", split_by_patient=True) if s.dx in DIAGNOSIS_LABELS
+    ]
+    derm = [s for s in load_external(data_root / "external/derm7pt") if s.dx in DIAGNOSIS_LABELS]
+    other = load_external(data_root / "external/not-a-lesion")
+    return {
+        "ham_train": [s for s in ham if s.split == "train"],
+        "ham_val_fit": [s for s in ham if s.split == "val" and half(s.lesion_id) == "fit"],
+        "ham_val_report": [s for s in ham if s.split == "val" and half(s.lesion_id) == "report"],
+        "pad_train": [s for s in pad if s.split == "train"],
+        "pad_val": [s for s in pad if s.split == "val"],
+        "pad_test": [s for s in pad if s.split == "test"],
+        "derm7pt": derm,
+        "not_a_lesion_fit": [s for s in other if half(s.image_id, "gate-v1") == "fit"],
+        "not_a_lesion_test": [s for s in other if half(s.image_id, "gate-v1") == "report"],
+    }

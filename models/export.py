@@ -1,4 +1,7 @@
-"""Export the trained classifiers to ONNX, fit their calibration on the validation lesions, write the manifest.
+"""Export the trained students (binary, diagnosis, check) to ONNX and write their manifest entries.
+
+The reference model and gate are exported by ``models.export_reference``; ``models.fit`` then refits every
+temperature and the assessment on the fit set.
 
     python -m models.export [--data ../shared/data/ham10000] [--binary PT] [--diagnosis PT] [--check PTH]
 
@@ -230,7 +233,7 @@ def main() -> None:
         nargs="+",
         choices=list(SPECS),
         default=list(SPECS),
-        help="export only these (the manifest then lists only them)",
+        help="export only these (the manifest keeps its other entries)",
     )
     args = parser.parse_args()
     torch.set_num_threads(max(1, torch.get_num_threads()))
@@ -241,7 +244,8 @@ def main() -> None:
     train = [s for s in samples if split.get(s.image_id, s.split) == "train"]
     calibration = [train[i] for i in np.random.default_rng(0).choice(len(train), min(256, len(train)), replace=False)]
     threads = usable_cpus()
-    manifest = {"schema": 1, "models": {}}
+    manifest_path = args.out / "manifest.json"
+    manifest = json.loads(manifest_path.read_text()) if manifest_path.exists() else {"schema": 1, "models": {}}
     (args.out / "weights").mkdir(parents=True, exist_ok=True)
     for role in args.roles:
         spec = SPECS[role]

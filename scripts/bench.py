@@ -93,18 +93,19 @@ def bench_pipeline(photo: bytes, runs: int, rounds: int = 5) -> dict:
     from shared import config
     from shared.analysis.imaging import decode
     from shared.analysis.pipeline import Pipeline
-    from shared.analysis.preprocess import resize_center_crop, to_tensor
+    from shared.analysis.preprocess import model_input, to_tensor
 
     pipeline = Pipeline(config.load())
     image = decode(photo, reduce_to=pipeline.decode_side).image  # what the pipeline's models are fed
     feeds, sessions, bare, in_pipeline = {}, {}, {}, {}
     for role, classifier in pipeline.classifiers.items():
         entry = classifier.entry
-        feeds[role] = to_tensor(resize_center_crop(image, entry.size)[None], entry.mean, entry.std)
+        feeds[role] = to_tensor(model_input(image, entry.size, entry.colour_constancy)[None], entry.mean, entry.std)
         sessions[role], bare[role], in_pipeline[role] = classifier.session, [], []
         classifier.session = TimedSession(classifier.session, in_pipeline[role])
     for _ in range(5):
-        pipeline.analyze(photo)
+        if pipeline.analyze(photo).status != "done":
+            raise SystemExit("the bench photo was rejected: the pipeline's full path cannot be timed on it")
     for times in in_pipeline.values():
         times.clear()  # the warm-up's
     totals, stages = [], {}
@@ -133,7 +134,7 @@ def bench_pipeline(photo: bytes, runs: int, rounds: int = 5) -> dict:
         "ratio_to_bare_sum": round(p50 / bare_sum, 3),
         "sessions_in_pipeline_p50_ms": {role: median(times) for role, times in in_pipeline.items()},
         "outside_sessions_p50_ms": median(outside),
-        "targets": {"p50_le_60ms": p50 <= 60, "ratio_le_1.25": p50 / bare_sum <= 1.25},
+        "targets": {"p50_le_30ms": p50 <= 30, "ratio_le_1.25": p50 / bare_sum <= 1.25},
     }
 
 

@@ -34,8 +34,14 @@ def show(job: dict) -> None:
         ranked = sorted(diagnosis["scores"].items(), key=lambda kv: -kv[1])
         print("             " + "  ".join(f"{k} {v:.2f}" for k, v in ranked))
         print(f"  check      {check['label']:10} {check['confidence']:.3f}   agrees with binary: {check['agrees']}")
+        reference, assessment = result["reference"], result["assessment"]
+        print(f"  reference  {reference['label']:10} {reference['confidence']:.3f}   ({reference['model']})")
+        print(
+            f"  assessment {assessment['label']:10} {assessment['confidence']:.3f}   "
+            f"p(malignant) {assessment['malignant']:.3f}, from {', '.join(assessment['models'])}"
+        )
         print(f"  conclusive {result['conclusive']}")
-        stages = ("decode", "quality", "binary", "diagnosis", "check", "total")
+        stages = ("decode", "quality", "reference", "binary", "diagnosis", "check", "total")
         print("  timings ms " + "  ".join(f"{stage} {result['timingsMs'][stage]}" for stage in stages))
     elif job["status"] == "rejected":
         print(f"  {job['rejection']['code']}: {job['rejection']['message']}")

@@ -87,17 +87,25 @@ class Config:
     )
     DARK_THRESHOLD: float = setting("25", "Mean brightness (0-255) under which a photo is rejected as too dark.")
     BRIGHT_THRESHOLD: float = setting("235", "Mean brightness (0-255) over which a photo is rejected as overexposed.")
+    GATE_THRESHOLD: float = setting(
+        "0.5",
+        "Probability (the reference model's gate) under which a photo is rejected as `not_a_lesion`; 0.5 is the "
+        "operating point fitted by `make export` (model card).",
+    )
     CONF_THRESHOLD: float = setting(
-        "0.7", "Confidence both the binary model and the check must reach for a conclusive result."
+        "0.68",
+        "Confidence the assessment must reach, with the binary model and the reference agreeing with it on benign "
+        "vs malignant, for a conclusive result; fitted by `make export` (model card).",
     )
     MODEL_RUNTIME: str = setting(
         "onnx",
-        "`onnx` (ONNX Runtime, the default and the container's) or `torch` (YOLO .pt / ResNet50 state dict).",
+        "`onnx` (ONNX Runtime, the default and the container's) or `torch` for the three card models (YOLO .pt / "
+        "ResNet50 state dict; the reference runs on ONNX Runtime either way).",
     )
     MODELS_DIR: Path = setting(str(REPO_ROOT / "models"), "Folder that holds `manifest.json` and the weights it names.")
     MODEL_THREADS: int = setting(
         "0",
-        "Threads of the one ONNX Runtime pool the three models share (torch: its thread count); 0 = the CPUs this "
+        "Threads of the one ONNX Runtime pool the four models share (torch: its thread count); 0 = the CPUs this "
         "process may use (cgroup quota aware).",
     )
     APP_CHECK_REQUIRED: bool = setting(

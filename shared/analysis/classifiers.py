@@ -1,7 +1,12 @@
-"""The three classifiers, loaded once per process from ``models/manifest.json``.
+"""The four classifiers, loaded once per process from ``models/manifest.json``.
 
-Two runtimes give the same probabilities: ONNX Runtime (default, no torch needed) and torch, which loads an
-ultralytics YOLO ``.pt`` or a torchvision ResNet50 state dict directly so users can drop in their own weights.
+Two runtimes give the same scores: ONNX Runtime (default, no torch needed) and torch, which loads an ultralytics
+YOLO ``.pt`` or a torchvision ResNet50 state dict directly so users can drop in their own weights. The reference
+model (EfficientNet-Lite0, whose second output is the not-a-lesion gate's logit) ships as ONNX only and runs on
+ONNX Runtime under either setting.
+
+Every classifier answers log-scores (``logits``): a model whose graph ends in softmax answers ``log(p)``. The
+manifest's temperature and bias turn them into probabilities with :func:`shared.analysis.calibration.calibrate`.
 """
 
 from __future__ import annotations
@@ -13,9 +18,11 @@ from pathlib import Path
 
 import numpy as np
 
+from shared.analysis.calibration import log_probs
 from shared.analysis.preprocess import to_tensor
 
-ROLES = ("binary", "diagnosis", "check")
+ROLES = ("binary", "diagnosis", "check", "reference")
+TORCH_ROLES = ("binary", "diagnosis", "check")  # the reference ships as ONNX only
 
 
 class ModelError(RuntimeError):
@@ -38,6 +45,8 @@ class ModelEntry:
     std: tuple[float, ...]
     temperature: float
     logit_bias: tuple[float, ...]  # per label, added after temperature scaling (decision prior, see the model card)
+    outputs_logits: bool = False  # the graph ends in logits (else in softmax probabilities)
+    colour_constancy: bool = False  # shades-of-grey colour constancy on the crop before the model
 
 
 def load_manifest(models_dir: Path) -> dict[str, ModelEntry]:
@@ -66,8 +75,19 @@ def load_manifest(models_dir: Path) -> dict[str, ModelEntry]:
             std=tuple(spec["input"]["std"]),
             temperature=float(spec.get("temperature", 1.0)),
             logit_bias=tuple(float(spec.get("logit_bias", {}).get(label, 0.0)) for label in spec["labels"]),
+            outputs_logits=spec.get("output") == "logits",
+            colour_constancy=spec["input"].get("colour_constancy") == "shades_of_grey",
         )
     return entries
+
+
+def load_manifest_section(models_dir: Path, section: str) -> dict:
+    """A top-level section of the manifest (``gate``, ``assessment``)."""
+    path = Path(models_dir) / "manifest.json"
+    try:
+        return json.loads(path.read_text())[section]
+    except (OSError, KeyError, ValueError) as exc:
+        raise ModelError(f"{path}: no '{section}' section ({exc}); run `make export`.") from exc
 
 
 def read_verified(path: Path, expected_sha256: str | None) -> tuple[bytes, str]:
@@ -83,16 +103,6 @@ def read_verified(path: Path, expected_sha256: str | None) -> tuple[bytes, str]:
             f"({expected_sha256[:12]}…); run `make export` after changing weights."
         )
     return data, digest
-
-
-def calibrate(probs: np.ndarray, temperature: float, logit_bias: tuple[float, ...] | None = None) -> np.ndarray:
-    """Temperature scaling with an optional per-label bias: softmax(log(p) / T + b)."""
-    logits = np.log(np.clip(probs.astype(np.float64), 1e-12, 1.0)) / temperature
-    if logit_bias is not None:
-        logits = logits + np.asarray(logit_bias, np.float64)
-    logits -= logits.max(axis=-1, keepdims=True)
-    scaled = np.exp(logits)
-    return scaled / scaled.sum(axis=-1, keepdims=True)
 
 
 _pool_threads: int | None = None  # threads of the process's shared ONNX Runtime pool, once it exists
@@ -127,6 +137,10 @@ class OnnxClassifier:
         self.session = ort.InferenceSession(data, options, providers=["CPUExecutionProvider"])
         self.entry = entry
         self.input_name = self.session.get_inputs()[0].name
+        if entry.role == "reference" and [o.name for o in self.session.get_outputs()] != ["logits", "gate"]:
+            raise ModelError(
+                f"{entry.file.name} must output the reference logits and the gate's logit; run `make export`."
+            )
         output_shape = self.session.get_outputs()[0].shape
         if len(output_shape) != 2 or output_shape[1] != len(entry.labels):
             raise ModelError(
@@ -135,10 +149,13 @@ class OnnxClassifier:
                 "model must be retrained or exported as a classifier)."
             )
 
-    def raw(self, pixels: np.ndarray) -> np.ndarray:
-        """Uncalibrated probabilities for uint8 N x S x S x 3 RGB pixels."""
+    def run(self, pixels: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
+        """Log-scores (N x labels) for uint8 N x S x S x 3 RGB pixels, and the gate's lesion logit (N) if the
+        graph has a second output."""
         batch = to_tensor(pixels, self.entry.mean, self.entry.std)
-        return self.session.run(None, {self.input_name: batch})[0]
+        outputs = self.session.run(None, {self.input_name: batch})
+        scores = outputs[0] if self.entry.outputs_logits else log_probs(outputs[0])
+        return scores, (outputs[1].reshape(-1) if len(outputs) > 1 else None)
 
 
 class TorchClassifier:
@@ -156,8 +173,8 @@ class TorchClassifier:
         torch.set_num_threads(threads)  # set again: loading ultralytics may change it
 
     def _yolo(self, entry: ModelEntry):
-        if entry.torch_file is None:
-            raise ModelError(f"{entry.role}: the manifest names no .pt file for MODEL_RUNTIME=torch.")
+        if entry.torch_file is None:  # the committed YOLO models ship once, inside their ONNX files
+            return self._yolo_from_onnx(entry)
         from ultralytics.nn.tasks import load_checkpoint
 
         _, self.sha256 = read_verified(entry.torch_file, entry.torch_sha256)
@@ -170,6 +187,17 @@ class TorchClassifier:
         names = [model.names[i] for i in sorted(model.names)]
         if names != list(entry.labels):
             raise ModelError(f"{entry.torch_file.name} predicts {names}, the manifest says {list(entry.labels)}.")
+        return model
+
+    def _yolo_from_onnx(self, entry: ModelEntry):
+        from ultralytics.nn.tasks import ClassificationModel
+
+        from shared.analysis.onnx_state_dict import state_dict_from_onnx
+
+        _, self.sha256 = read_verified(entry.file, entry.sha256)
+        model = ClassificationModel(cfg=f"{entry.architecture}.yaml", nc=len(entry.labels), verbose=False)
+        model.load_state_dict(state_dict_from_onnx(entry.file))
+        model.names = dict(enumerate(entry.labels))
         return model
 
     def _resnet(self, entry: ModelEntry):
@@ -187,11 +215,11 @@ class TorchClassifier:
         model.load_state_dict(state)
         return model
 
-    def raw(self, pixels: np.ndarray) -> np.ndarray:
+    def run(self, pixels: np.ndarray) -> tuple[np.ndarray, None]:
         with self.torch.inference_mode():
             out = self.model(self.torch.from_numpy(to_tensor(pixels, self.entry.mean, self.entry.std)))
             logits = out[1] if isinstance(out, (tuple, list)) else out
-            return self.torch.softmax(logits.float(), dim=1).numpy()
+            return self.torch.log_softmax(logits.float(), dim=1).numpy(), None
 
 
 def load_classifiers(models_dir: Path, runtime: str, threads: int) -> dict[str, OnnxClassifier | TorchClassifier]:
@@ -199,4 +227,7 @@ def load_classifiers(models_dir: Path, runtime: str, threads: int) -> dict[str, 
     if runtime not in kinds:
         raise ModelError(f"MODEL_RUNTIME={runtime!r}: use 'onnx' or 'torch'.")
     entries = load_manifest(models_dir)
-    return {role: kinds[runtime](entry, threads) for role, entry in entries.items()}
+    return {
+        role: (kinds[runtime] if role in TORCH_ROLES else OnnxClassifier)(entry, threads)
+        for role, entry in entries.items()
+    }

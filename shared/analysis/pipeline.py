@@ -8,12 +8,21 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from shared.analysis import quality
-from shared.analysis.classifiers import calibrate, load_classifiers
+from shared.analysis.assessment import Combination, combine, conclusive, malignant_probability
+from shared.analysis.calibration import calibrate
+from shared.analysis.classifiers import ModelError, load_classifiers, load_manifest_section
 from shared.analysis.imaging import Photo, decode
-from shared.analysis.preprocess import resize_center_crop
+from shared.analysis.preprocess import model_input
 from shared.analysis.threads import usable_cpus
 from shared.config import Config
-from shared.labels import group_of
+from shared.labels import DIAGNOSIS_LABELS, group_of
+
+NOT_A_LESION = {
+    "code": "not_a_lesion",
+    "message": "This photo does not look like a skin lesion. Photograph one mole or skin spot up close, "
+    "centred and filling most of the frame, in good light.",
+}
+STUDENTS = ("binary", "diagnosis", "check")
 
 
 @dataclass
@@ -45,6 +54,8 @@ class Pipeline:
         self.min_side = config.MIN_IMAGE_SIDE
         self.max_pixels = config.MAX_IMAGE_PIXELS
         self.decode_side = max(classifier.entry.size for classifier in self.classifiers.values())
+        self.combination = Combination.from_manifest(load_manifest_section(config.MODELS_DIR, "assessment"))
+        self.gate_threshold = config.GATE_THRESHOLD
 
     def analyze(self, data: bytes, content_type: str | None = None) -> Analysis:
         """Decode and analyse; invalid bytes raise ServiceError (400/415/422)."""
@@ -61,7 +72,7 @@ class Pipeline:
         return analysis
 
     def analyze_photo(self, photo: Photo) -> Analysis:
-        """Quality gate and models on a decoded photo; ``timings_ms`` per stage, no total."""
+        """Quality gate, not-a-lesion gate and models on a decoded photo; ``timings_ms`` per stage, no total."""
         timings: dict[str, float] = {}
         clock = time.perf_counter()
 
@@ -77,33 +88,55 @@ class Pipeline:
         if rejection is not None:
             return Analysis("rejected", rejection=rejection, timings_ms=timings)
 
-        inputs: dict[int, np.ndarray] = {}
-        probs = {}
-        for role, classifier in self.classifiers.items():
-            size = classifier.entry.size
-            if size not in inputs:
-                inputs[size] = resize_center_crop(photo.image, size)[None]
-            probs[role] = classifier.raw(inputs[size])[0]
+        inputs: dict[tuple[int, bool], np.ndarray] = {}
+        reference, gate_logit = self._run("reference", photo, inputs)
+        lap("reference")
+        if gate_logit is None:
+            raise ModelError("the reference model has no gate output; run `make export`.")
+        if not self.is_lesion(gate_logit):
+            return Analysis("rejected", rejection=dict(NOT_A_LESION), timings_ms=timings)
+        scores = {"reference": reference}
+        for role in STUDENTS:
+            scores[role] = self._run(role, photo, inputs)[0]
             lap(role)
-        return Analysis("done", result=self.assemble(measured, probs), timings_ms=timings)
+        return Analysis("done", result=self.assemble(measured, scores), timings_ms=timings)
 
-    def assemble(self, measured: quality.Quality, raw: dict[str, np.ndarray]) -> dict:
-        out = {}
-        for role, classifier in self.classifiers.items():
-            entry = classifier.entry
-            out[role] = prediction(entry.labels, calibrate(raw[role], entry.temperature, entry.logit_bias), entry.name)
+    def _run(
+        self, role: str, photo: Photo, inputs: dict[tuple[int, bool], np.ndarray]
+    ) -> tuple[np.ndarray, float | None]:
+        """One model's log-scores for the photo and its gate logit if it has one; the input is prepared once per
+        (size, colour constancy)."""
+        entry = self.classifiers[role].entry
+        key = (entry.size, entry.colour_constancy)
+        if key not in inputs:
+            inputs[key] = model_input(photo.image, entry.size, entry.colour_constancy)[None]
+        logits, gate = self.classifiers[role].run(inputs[key])
+        return logits[0], (None if gate is None else float(gate[0]))
+
+    def is_lesion(self, gate_logit: float) -> bool:
+        """The not-a-lesion gate: the probability that the photo is a lesion close-up reaches the threshold."""
+        return 1.0 / (1.0 + np.exp(-gate_logit)) >= self.gate_threshold
+
+    def assemble(self, measured: quality.Quality, scores: dict[str, np.ndarray]) -> dict:
+        probs = {
+            role: calibrate(scores[role], c.entry.temperature, c.entry.logit_bias)
+            for role, c in self.classifiers.items()
+        }
+        out = {role: prediction(c.entry.labels, probs[role], c.entry.name) for role, c in self.classifiers.items()}
         out["check"]["agrees"] = group_of(out["check"]["label"]) == out["binary"]["label"]
-        conclusive = (
-            out["binary"]["confidence"] >= self.conf_threshold
-            and out["check"]["confidence"] >= self.conf_threshold
-            and out["check"]["agrees"]
-        )
+        assessment = combine(probs, self.combination)
+        summary = prediction(DIAGNOSIS_LABELS, assessment, "assessment")
+        del summary["model"]
+        summary["malignant"] = float(malignant_probability(assessment))
+        summary["models"] = sorted(self.combination.weights)
         return {
             "quality": quality.report(measured, self.limits),
             "binary": out["binary"],
             "diagnosis": out["diagnosis"],
             "check": out["check"],
-            "conclusive": bool(conclusive),
+            "reference": out["reference"],
+            "assessment": summary,
+            "conclusive": bool(conclusive(assessment, probs, self.combination, self.conf_threshold)),
             "models": {
                 role: {"name": c.entry.name, "version": c.entry.version, "sha256": c.sha256}
                 for role, c in self.classifiers.items()

@@ -32,3 +32,20 @@ def to_tensor(pixels: np.ndarray, mean: tuple[float, ...], std: tuple[float, ...
     np.multiply(batch.transpose(0, 3, 1, 2), 1.0 / (255.0 * std32), out=out)
     out -= np.asarray(mean, np.float32).reshape(1, 3, 1, 1) / std32
     return out
+
+
+def shades_of_grey(pixels: np.ndarray, power: float = 6.0) -> np.ndarray:
+    """Shades-of-grey colour constancy (Finlayson & Trezzi 2004): estimate the illuminant as the Minkowski
+    ``power``-mean of each channel and rescale the channels so that it becomes neutral grey.
+
+    Takes and returns HxWx3 uint8 RGB; the same step runs in training, export, evaluation and serving."""
+    rgb = pixels.astype(np.float32)
+    illuminant = np.power(np.mean(np.power(rgb, power), axis=(0, 1)), 1.0 / power)
+    gains = illuminant.mean() / np.maximum(illuminant, 1e-6)
+    return np.clip(rgb * gains, 0, 255).astype(np.uint8)
+
+
+def model_input(image: Image.Image, size: int, colour_constancy: bool) -> np.ndarray:
+    """The crop a model reads (HxWx3 uint8): shorter side to ``size``, centre square, shades of grey if asked."""
+    crop = resize_center_crop(image, size)
+    return shades_of_grey(crop) if colour_constancy else crop

@@ -12,6 +12,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
+from shared import config
 from shared.domain import jobs
 from tests.conftest import REPO
 
@@ -61,29 +62,45 @@ def test_upload_to_done_with_every_field_of_the_contract(api, photo):
     assert (image["width"], image["height"]) == (600, 450)
 
     result = job["result"]
-    assert set(result) == {"quality", "binary", "diagnosis", "check", "conclusive", "models", "timingsMs"}
+    assert set(result) == {
+        "quality",
+        "binary",
+        "diagnosis",
+        "check",
+        "reference",
+        "assessment",
+        "conclusive",
+        "models",
+        "timingsMs",
+    }
     assert set(result["quality"]) == {"ok", "blurScore", "blurThreshold", "width", "height"}
     assert result["quality"]["ok"] is True
     assert_prediction(result["binary"], {"benign", "malignant"})
     assert_prediction(result["diagnosis"], DIAGNOSES)
     assert_prediction(result["check"], DIAGNOSES)
-    group = "malignant" if result["check"]["label"] in {"mel", "bcc", "akiec"} else "benign"
+    assert_prediction(result["reference"], DIAGNOSES)
+    assessment = result["assessment"]
+    assert set(assessment) == {"label", "confidence", "scores", "malignant", "models"}
+    assert set(assessment["scores"]) == DIAGNOSES and abs(sum(assessment["scores"].values()) - 1) < 1e-6
+    assert abs(assessment["malignant"] - sum(assessment["scores"][c] for c in ("mel", "bcc", "akiec"))) < 1e-6
+    malignant = {"mel", "bcc", "akiec"}
+    group = "malignant" if result["check"]["label"] in malignant else "benign"
     assert result["check"]["agrees"] == (group == result["binary"]["label"])
-    threshold = api.stack.environ.get("CONF_THRESHOLD", 0.7)
+    threshold = float(api.stack.environ.get("CONF_THRESHOLD", config.load({}).CONF_THRESHOLD))
+    said = "malignant" if assessment["label"] in malignant else "benign"
+    reference = "malignant" if result["reference"]["label"] in malignant else "benign"
     assert result["conclusive"] == (
-        result["binary"]["confidence"] >= float(threshold)
-        and result["check"]["confidence"] >= float(threshold)
-        and result["check"]["agrees"]
+        assessment["confidence"] >= threshold and result["binary"]["label"] == said and reference == said
     )
     manifest = json.loads((REPO / "models/manifest.json").read_text())["models"]
-    for role in ("binary", "diagnosis", "check"):
+    for role in ("binary", "diagnosis", "check", "reference"):
         entry = result["models"][role]
         assert entry == {
             "name": manifest[role]["name"],
             "version": manifest[role]["version"],
             "sha256": manifest[role]["sha256"],
         }
-    assert {"decode", "quality", "binary", "diagnosis", "check", "total"} <= set(result["timingsMs"])
+    assert {"decode", "quality", "reference", "binary", "diagnosis", "check", "total"} <= set(result["timingsMs"])
     assert not {"leaseOwner", "leaseUntil", "lastError"} & set(job)
 
 

@@ -1,11 +1,12 @@
-"""Both runtimes (ONNX Runtime and torch) give the same probabilities for all three models, within 1e-3."""
+"""Both runtimes (ONNX Runtime and torch) give the same scores for the three card models, within 1e-3 in
+probability (the reference ships as ONNX only and runs on ONNX Runtime under both settings)."""
 
 import numpy as np
 import pytest
 from PIL import Image
 
 from devstack.sample import synthetic_lesion
-from shared.analysis.classifiers import load_classifiers
+from shared.analysis.classifiers import TORCH_ROLES, load_classifiers
 from shared.analysis.preprocess import resize_center_crop
 from tests.conftest import REPO
 
@@ -19,10 +20,10 @@ def runtimes():
 
 def assert_parity(runtimes, images: list[Image.Image]) -> None:
     onnx, torch = runtimes
-    for role in onnx:
+    for role in TORCH_ROLES:
         size = onnx[role].entry.size
         pixels = np.stack([resize_center_crop(image, size) for image in images])
-        difference = np.abs(onnx[role].raw(pixels) - torch[role].raw(pixels)).max()
+        difference = np.abs(np.exp(onnx[role].run(pixels)[0]) - np.exp(torch[role].run(pixels)[0])).max()
         assert difference <= 1e-3, (role, difference)
 
 

@@ -20,7 +20,18 @@ from shared.analysis.pipeline import Pipeline
 from shared.errors import ServiceError
 from tests.conftest import REPO, encoded, jpeg_bytes
 
-RESULT_FIELDS = {"quality", "binary", "diagnosis", "check", "conclusive", "models", "timingsMs"}
+RESULT_FIELDS = {
+    "quality",
+    "binary",
+    "diagnosis",
+    "check",
+    "reference",
+    "assessment",
+    "conclusive",
+    "models",
+    "timingsMs",
+}
+ROLES = ("binary", "diagnosis", "check", "reference")
 LESION = synthetic_lesion(seed=11)
 
 
@@ -50,19 +61,27 @@ def test_result_has_exactly_the_fields_of_the_contract(pipeline):
     assert analysis.status == "done" and set(analysis.result) == RESULT_FIELDS
     result = analysis.result
     assert set(result["binary"]["scores"]) == {"benign", "malignant"}
-    assert (
-        set(result["diagnosis"]["scores"])
-        == set(result["check"]["scores"])
-        == {"akiec", "bcc", "bkl", "df", "mel", "nv", "vasc"}
-    )
-    for role in ("binary", "diagnosis", "check"):
+    for role in ("diagnosis", "check", "reference", "assessment"):
+        assert set(result[role]["scores"]) == {"akiec", "bcc", "bkl", "df", "mel", "nv", "vasc"}
+    for role in (*ROLES, "assessment"):
         assert abs(sum(result[role]["scores"].values()) - 1) < 1e-6
+    for role in ROLES:
         assert set(result["models"][role]) == {"name", "version", "sha256"}
+    assessment = result["assessment"]
+    assert set(assessment) == {"label", "confidence", "scores", "malignant", "models"}
+    assert assessment["malignant"] == pytest.approx(sum(assessment["scores"][c] for c in ("mel", "bcc", "akiec")))
+    assert assessment["confidence"] == max(assessment["scores"].values())
+    assert set(assessment["models"]) <= set(ROLES) and set(result["reference"]) == {
+        "label",
+        "confidence",
+        "scores",
+        "model",
+    }
     manifest = json.loads((REPO / "models/manifest.json").read_text())["models"]
     assert {role: result["models"][role]["sha256"] for role in manifest} == {
         role: entry["sha256"] for role, entry in manifest.items()
     }
-    assert set(result["timingsMs"]) == {"decode", "quality", "binary", "diagnosis", "check", "total"}
+    assert set(result["timingsMs"]) == {"decode", "quality", "reference", "binary", "diagnosis", "check", "total"}
     assert result["timingsMs"]["total"] >= result["timingsMs"]["binary"]
     json.dumps(result)  # plain JSON types only (it goes into Firestore and HTTP)
 
@@ -133,6 +152,17 @@ def test_exif_rotation_changes_what_the_models_see(pipeline):
     rotated = pipeline.analyze(jpeg_bytes(LESION, exif=exif.tobytes())).result
     upright = pipeline.analyze(jpeg_bytes(LESION.rotate(180))).result
     assert rotated["diagnosis"]["scores"] == pytest.approx(upright["diagnosis"]["scores"], abs=0.02)
+
+
+@pytest.mark.parametrize("index", [0, 1], ids=["china", "flower"])
+def test_a_photo_that_is_not_a_lesion_is_rejected_before_the_classifiers(pipeline, index):
+    from sklearn.datasets import load_sample_images
+
+    photo = Image.fromarray(load_sample_images().images[index])
+    analysis = pipeline.analyze(jpeg_bytes(photo))
+    assert analysis.status == "rejected" and analysis.rejection["code"] == "not_a_lesion"
+    assert "skin lesion up close" in analysis.rejection["message"] or "up close" in analysis.rejection["message"]
+    assert analysis.result is None and "binary" not in analysis.timings_ms
 
 
 def test_blurred_photo_is_rejected_before_the_models(pipeline):

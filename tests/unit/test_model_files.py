@@ -1,4 +1,5 @@
-"""The committed models: a complete manifest, matching checksums, the size budget, classifiers only."""
+"""The committed models: a complete manifest (four models, gate, assessment), matching checksums, the size budget,
+classifiers only."""
 
 import hashlib
 import json
@@ -18,7 +19,7 @@ MANIFEST = json.loads((MODELS / "manifest.json").read_text())
 DIAGNOSES = ["akiec", "bcc", "bkl", "df", "mel", "nv", "vasc"]
 
 
-def test_manifest_describes_all_three_models():
+def test_manifest_describes_all_four_models_the_gate_and_the_assessment():
     assert set(MANIFEST["models"]) == set(ROLES)
     for role, entry in MANIFEST["models"].items():
         for key in (
@@ -37,8 +38,15 @@ def test_manifest_describes_all_three_models():
         assert {"size", "mean", "std", "resize", "color", "layout"} <= set(entry["input"])
         assert entry["temperature"] > 0
     assert MANIFEST["models"]["binary"]["labels"] == ["benign", "malignant"]
-    assert MANIFEST["models"]["diagnosis"]["labels"] == MANIFEST["models"]["check"]["labels"] == DIAGNOSES
+    for role in ("diagnosis", "check", "reference"):
+        assert MANIFEST["models"][role]["labels"] == DIAGNOSES
     assert MANIFEST["models"]["check"]["architecture"] == "resnet50"
+    assert MANIFEST["models"]["reference"]["input"]["colour_constancy"] == "shades_of_grey"
+    assert 0 < MANIFEST["gate"]["threshold"] < 1
+    assessment = MANIFEST["assessment"]
+    assert set(assessment["weights"]) <= set(ROLES) and all(w >= 0 for w in assessment["weights"].values())
+    assert list(assessment["bias"]) == DIAGNOSES and set(assessment["agreement"]) <= set(ROLES)
+    assert 0 < assessment["conf_threshold"] < 1
     assert load_manifest(MODELS).keys() == set(ROLES)
 
 
@@ -54,10 +62,14 @@ def test_checksums_match_the_files(role):
 def test_onnx_files_are_classifiers_over_their_labels(role):
     entry = MANIFEST["models"][role]
     session = OnnxClassifier(load_manifest(MODELS)[role], threads=usable_cpus()).session
-    (inp,), (out,) = session.get_inputs(), session.get_outputs()
+    (inp,), outputs = session.get_inputs(), session.get_outputs()
     size = entry["input"]["size"]
     assert inp.name == "images" and inp.shape[1:] == [3, size, size]
-    assert out.shape[1] == len(entry["labels"])
+    assert outputs[0].shape[1] == len(entry["labels"])
+    if role == "reference":  # one graph: the diagnosis logits and the not-a-lesion gate's logit
+        assert [out.name for out in outputs] == ["logits", "gate"] and outputs[1].shape[1] == 1
+    else:
+        assert len(outputs) == 1
 
 
 def test_resnet50_state_dict_rebuilds_from_its_onnx_file():
@@ -68,10 +80,27 @@ def test_resnet50_state_dict_rebuilds_from_its_onnx_file():
     assert all(tensor.dtype in (torch.float32, torch.int64) for tensor in state.values())
 
 
+@pytest.mark.parametrize("role", ["binary", "diagnosis"])
+def test_yolo_state_dict_rebuilds_from_its_onnx_file(role):
+    from ultralytics.nn.tasks import ClassificationModel
+
+    entry = MANIFEST["models"][role]
+    model = ClassificationModel(cfg=f"{entry['architecture']}.yaml", nc=len(entry["labels"]), verbose=False)
+    model.load_state_dict(state_dict_from_onnx(MODELS / entry["file"]))  # strict
+
+
 def test_everything_tracked_under_models_stays_under_60_mib():
     listed = subprocess.run(["git", "ls-files", "models"], cwd=REPO, capture_output=True, text=True).stdout.split()
     if not listed:
         pytest.skip("not a git checkout")
     total = sum((REPO / path).stat().st_size for path in listed if (REPO / path).exists())
     assert total < 60 * 2**20, f"{total / 2**20:.1f} MiB"
-    assert not any(path.endswith(".pth") for path in listed)
+    assert not any(path.endswith((".pth", ".pt")) for path in listed)
+
+
+def test_the_configured_thresholds_are_the_ones_fitted_in_the_manifest():
+    from shared import config
+
+    defaults = config.load({})
+    assert MANIFEST["assessment"]["conf_threshold"] == defaults.CONF_THRESHOLD
+    assert MANIFEST["gate"]["threshold"] == defaults.GATE_THRESHOLD

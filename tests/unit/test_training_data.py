@@ -5,6 +5,7 @@ import csv
 from PIL import Image
 
 from models.data import binary_label, load_samples, read_split, write_split
+from tests.conftest import REPO
 
 
 def test_ham_layout_keeps_every_image_of_a_lesion_on_one_side(tmp_path):
@@ -38,3 +39,35 @@ def test_image_folder_tree_with_and_without_val(tmp_path):
     assert sum(s.split == "val" for s in samples) == 2
     assert binary_label("malignant") == "malignant" and binary_label("bcc") == "malignant"
     assert binary_label("nv") == "benign"
+
+
+def test_pad_ufes_is_split_by_patient_and_the_recorded_split_is_what_the_code_gives():
+    import pytest
+
+    from models.data import SHARED_DATA, load_external, patient_split
+
+    assert {patient_split(str(p)) for p in range(200)} == {"train", "val", "test"}
+    root = SHARED_DATA / "external/pad-ufes-20"
+    if not root.exists():
+        pytest.skip(f"{root} is absent (the data sets live beside the repository)")
+    samples = load_external(root, split_by_patient=True)
+    sides: dict[str, set] = {}
+    for sample in samples:
+        sides.setdefault(sample.lesion_id, set()).add(sample.split)
+    assert all(len(side) == 1 for side in sides.values())
+    recorded = read_split(REPO / "models/pad_split.csv")
+    assert recorded == {s.image_id: s.split for s in samples}
+
+
+def test_derm7pt_and_held_out_sets_never_reach_training():
+    import pytest
+
+    from models.data import SHARED_DATA, named_sets
+
+    if not (SHARED_DATA / "external/derm7pt").exists():
+        pytest.skip(f"{SHARED_DATA} is absent (the data sets live beside the repository)")
+    sets = named_sets()
+    trained = {s.path for name in ("ham_train", "pad_train") for s in sets[name]}
+    for name in ("derm7pt", "pad_test", "pad_val", "ham_val_fit", "ham_val_report", "not_a_lesion_test"):
+        assert not trained & {s.path for s in sets[name]}, name
+    assert not {s.lesion_id for s in sets["ham_val_fit"]} & {s.lesion_id for s in sets["ham_val_report"]}

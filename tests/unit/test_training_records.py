@@ -5,7 +5,7 @@ from pathlib import Path
 
 import pytest
 
-from models.evaluate import learning_rates, resolution_experiments, training_runs
+from models.curves import learning_rates, resolution_experiments, training_runs
 
 MODELS = Path(__file__).resolve().parents[2] / "models"
 HISTORIES = sorted((MODELS / "weights").glob("*.history.json")) + sorted((MODELS / "experiments").glob("*.json"))

@@ -1,0 +1,150 @@
+"""The model card: ``card_template.md`` with every figure filled in from metrics.json, the manifest and the
+training records. Nothing in the card is typed by hand."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from string import Template
+
+from models.curves import learning_rates
+
+TEMPLATE = Path(__file__).resolve().parent / "card_template.md"
+SET_NAMES = {"ham_val_report": "HAM10000 val (report half)", "derm7pt": "Derm7pt", "pad_test": "PAD-UFES-20 test"}
+ROWS = ("binary", "diagnosis", "check", "reference", "assessment")
+TARGETS = [  # (set, row, metric, comparison, bound)
+    ("ham_val_report", "assessment", "balanced_accuracy", ">=", 0.75),
+    ("ham_val_report", "assessment", "malignant_auc", ">=", 0.95),
+    ("derm7pt", "assessment", "malignant_auc", ">=", 0.85),
+    ("pad_test", "assessment", "malignant_auc", ">=", 0.85),
+    ("ham_val_report", "diagnosis", "balanced_accuracy", ">=", 0.72),
+    ("ham_val_report", "diagnosis", "macro_auc", ">=", 0.95),
+    ("ham_val_report", "binary", "malignant_auc", ">=", 0.94),
+    ("derm7pt", "binary", "malignant_auc", ">=", 0.80),
+    ("pad_test", "binary", "malignant_auc", ">=", 0.85),
+    *[("ham_val_report", role, "ece", "<=", 0.05) for role in ROWS],
+]
+
+
+def fmt(value: float, digits: int = 3) -> str:
+    return "n/a" if value != value else f"{value:.{digits}f}"
+
+
+def evaluation_table(metrics: dict) -> str:
+    lines = [
+        "| set | model | n | balanced accuracy | macro AUC | malignant AUC | sensitivity | specificity | ECE |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
+    for name, report in metrics["sets"].items():
+        for role in ROWS:
+            r = report[role]
+            lines.append(
+                f"| {SET_NAMES[name]} | {role} | {r['n']} | {fmt(r['balanced_accuracy'])} | "
+                f"{fmt(r['macro_auc'])} | {fmt(r['malignant_auc'])} | {fmt(r['sensitivity'])} | "
+                f"{fmt(r['specificity'])} | {fmt(r['ece'])} |"
+            )
+    return "\n".join(lines)
+
+
+def conclusive_table(metrics: dict) -> str:
+    lines = [
+        "| set | conclusive share | n | accuracy when conclusive | malignant sensitivity when conclusive |",
+        "|---|---|---|---|---|",
+    ]
+    for name, report in metrics["sets"].items():
+        c = report["conclusive"]
+        lines.append(
+            f"| {SET_NAMES[name]} | {c['share']:.1%} | {c['n']} | {fmt(c['accuracy'])} | "
+            f"{fmt(c['malignant_sensitivity'])} |"
+        )
+    return "\n".join(lines)
+
+
+def gate_table(metrics: dict) -> str:
+    lines = ["| set | n | kept | rejected |", "|---|---|---|---|"]
+    for name, row in metrics["gate"].items():
+        kept = row.get("kept", 1 - row.get("rejected", 0))
+        lines.append(f"| {name} | {row['n']} | {kept:.1%} | {1 - kept:.1%} |")
+    return "\n".join(lines)
+
+
+def targets_table(metrics: dict) -> str:
+    lines = ["| target | measured | |", "|---|---|---|"]
+    for name, row, metric, comparison, bound in TARGETS:
+        value = metrics["sets"][name][row][metric]
+        met = value >= bound if comparison == ">=" else value <= bound
+        lines.append(
+            f"| {row} {metric.replace('_', ' ')}, {SET_NAMES[name]} {comparison.replace('>=', '≥').replace('<=', '≤')} "
+            f"{bound} | {fmt(value)} | {'met' if met else f'**not met** (gap {abs(value - bound):.3f})'} |"
+        )
+    return "\n".join(lines)
+
+
+def models_table(manifest: dict) -> str:
+    lines = [
+        "| role | name | architecture | input | colour constancy | file | temperature |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    models_dir = TEMPLATE.parent
+    for role, e in manifest["models"].items():
+        mib = (models_dir / e["file"]).stat().st_size / 2**20
+        lines.append(
+            f"| {role} | `{e['name']}` {e['version']} | {e['architecture']} | {e['input']['size']} px | "
+            f"{e['input'].get('colour_constancy', 'none')} | `{e['file']}` ({mib:.2f} MiB) | "
+            f"{e['temperature']} |"
+        )
+    return "\n".join(lines)
+
+
+def training_table(histories: dict) -> str:
+    lines = [
+        "| model | architecture | epochs | image size | learning rate | time here (2 CPU cores) | last val balanced accuracy |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for name, h in histories.items():
+        rows = h["history"]
+        minutes = sum(row.get("seconds", 0) for row in rows) / 60
+        lines.append(
+            f"| {name} | {h['train_args']['model']} | {len(rows)} | {rows[-1]['imgsz']} | "
+            f"{learning_rates(h)} | {minutes:.0f} min | {rows[-1]['val_balanced_accuracy']:.3f} |"
+        )
+    return "\n".join(lines)
+
+
+def weights_table(manifest: dict) -> str:
+    a = manifest["assessment"]
+    weights = ", ".join(f"{role} {w}" for role, w in a["weights"].items())
+    bias = ", ".join(f"{label} {b:+.3f}" for label, b in a["bias"].items())
+    return f"weights: {weights}; biases: {bias}"
+
+
+def schedule(history: dict) -> str:
+    """How the reference's learning-rate schedule ran, from the per-epoch records (a resumed run with more epochs
+    stretches the cosine, so the rate rises again)."""
+    runs: list[list[int]] = []
+    for row in history["history"]:
+        length = row.get("schedule_epochs", history["train_args"]["epochs"])
+        if runs and runs[-1][0] == length:
+            runs[-1][2] = row["epoch"]
+        else:
+            runs.append([length, row["epoch"], row["epoch"]])
+    parts = [f"epochs {first}–{last} on a {length}-epoch cosine schedule" for length, first, last in runs]
+    return "; then resumed: ".join(parts)
+
+
+def render(metrics: dict, manifest: dict, histories: dict) -> str:
+    a = manifest["assessment"]
+    return Template(TEMPLATE.read_text()).substitute(
+        models_table=models_table(manifest),
+        evaluation_table=evaluation_table(metrics),
+        conclusive_table=conclusive_table(metrics),
+        gate_table=gate_table(metrics),
+        targets_table=targets_table(metrics),
+        training_table=training_table(histories),
+        assessment_weights=weights_table(manifest),
+        conf_threshold=a["conf_threshold"],
+        agreement=", ".join(a["agreement"]),
+        fit_sets=" + ".join(a["fitted_on"]),
+        gate_method=manifest["gate"]["method"],
+        objective=a["objective"],
+        reference_schedule=schedule(histories["reference-efficientnet-lite0"]),
+    )

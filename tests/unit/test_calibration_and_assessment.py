@@ -1,0 +1,64 @@
+"""The one calibration function, the assessment's pooling and the conclusive rule, and colour constancy."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from shared.analysis.assessment import Combination, combine, conclusive, malignant_probability
+from shared.analysis.calibration import calibrate, log_probs
+from shared.analysis.preprocess import shades_of_grey
+from shared.labels import DIAGNOSIS_LABELS
+
+ROLES = ("binary", "diagnosis", "check", "reference")
+
+
+def test_calibrate_is_softmax_of_scaled_logits_plus_bias():
+    logits = np.array([[2.0, 0.0, -1.0]])
+    probs = calibrate(logits, 2.0, (0.0, 1.0, 0.0))
+    expected = np.exp([1.0, 1.0, -0.5]) / np.exp([1.0, 1.0, -0.5]).sum()
+    assert np.allclose(probs, expected) and np.allclose(probs.sum(-1), 1)
+
+
+def test_probabilities_and_their_logs_calibrate_alike():
+    logits = np.array([1.5, -0.3, 0.2])
+    softmax = np.exp(logits) / np.exp(logits).sum()
+    assert np.allclose(calibrate(log_probs(softmax), 0.8), calibrate(logits, 0.8))
+
+
+def uniform(k: int) -> np.ndarray:
+    return np.full(k, 1.0 / k)
+
+
+def test_one_model_with_weight_one_and_no_bias_is_its_own_assessment():
+    diagnosis = np.array([0.05, 0.05, 0.1, 0.05, 0.6, 0.1, 0.05])
+    combination = Combination({"diagnosis": 1.0}, (0.0,) * 7, ())
+    assert np.allclose(combine({"diagnosis": diagnosis}, combination), diagnosis)
+    assert np.isclose(malignant_probability(diagnosis), 0.05 + 0.05 + 0.6)
+
+
+def test_the_binary_model_moves_the_assessment_towards_its_group():
+    probs = {"binary": np.array([0.1, 0.9]), "diagnosis": uniform(7)}
+    combination = Combination({"binary": 1.0, "diagnosis": 1.0}, (0.0,) * 7, ())
+    assessment = combine(probs, combination)
+    assert np.isclose(assessment.sum(), 1) and malignant_probability(assessment) > 0.5
+    assert DIAGNOSIS_LABELS[int(np.argmax(assessment))] in ("akiec", "bcc", "mel")
+
+
+def test_conclusive_needs_confidence_and_agreement():
+    mel = np.array([0.02, 0.02, 0.02, 0.02, 0.88, 0.02, 0.02])
+    combination = Combination({"reference": 1.0}, (0.0,) * 7, ("binary", "reference"))
+    agreeing = {"reference": mel, "binary": np.array([0.2, 0.8])}
+    disagreeing = {"reference": mel, "binary": np.array([0.7, 0.3])}
+    assert conclusive(mel, agreeing, combination, 0.8)
+    assert not conclusive(mel, agreeing, combination, 0.9)
+    assert not conclusive(mel, disagreeing, combination, 0.8)
+
+
+def test_shades_of_grey_removes_a_colour_cast():
+    rng = np.random.default_rng(0)
+    scene = rng.integers(60, 200, (32, 32, 3)).astype(np.float32)
+    cast = np.clip(scene * np.array([1.3, 1.0, 0.7]), 0, 255).astype(np.uint8)
+    corrected = shades_of_grey(cast).reshape(-1, 3).astype(float)
+    means = np.power(np.mean(corrected**6, axis=0), 1 / 6)
+    assert means.max() / means.min() < 1.05
+    assert shades_of_grey(cast).dtype == np.uint8 and shades_of_grey(cast).shape == cast.shape
