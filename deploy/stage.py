@@ -3,8 +3,9 @@
     python deploy/stage.py [--out build/stage] [upload|status|infer ...]
 
 ``<out>/<function>/`` holds the function's ``main.py`` and ``requirements.txt`` and a copy of ``shared/`` (no
-``__pycache__``). infer's folder is also its Docker build context: ``deploy/Dockerfile`` and ``models/`` with
-``manifest.json`` and the ONNX files it names (no ``.pt``: the image serves ONNX Runtime only).
+``__pycache__``). infer's folder is also its Docker build context: ``deploy/Dockerfile``, ``requirements.lock`` (what
+the image installs, hash-locked) and ``models/`` with ``manifest.json`` and the ONNX files it names (no ``.pt``: the
+image serves ONNX Runtime only).
 """
 
 from __future__ import annotations
@@ -48,6 +49,7 @@ def stage(function: str, out: Path, models_dir: Path = REPO / "models") -> Path:
     (dest / ".gcloudignore").write_text(".gcloudignore\n")
     if function == "infer":
         shutil.copy2(REPO / "deploy" / "Dockerfile", dest / "Dockerfile")
+        shutil.copy2(REPO / "functions" / "infer" / "requirements.lock", dest / "requirements.lock")
         for path in model_files(models_dir):
             (dest / "models" / path).parent.mkdir(parents=True, exist_ok=True)
             shutil.copy2(models_dir / path, dest / "models" / path)

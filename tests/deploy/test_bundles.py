@@ -37,7 +37,9 @@ def bundle_python() -> str:
     return sys.executable
 
 
-def venv_for(requirements: Path) -> Path:
+def venv_for(requirements: Path, *, locked: bool = False) -> Path:
+    """A fresh virtualenv with ``requirements``; ``locked``: as the infer image installs its hash-locked file,
+    from PyPI alone (no local pip configuration, wheels only, every hash checked)."""
     python = bundle_python()
     version = subprocess.run(
         [python, "-c", "import sys; print(sys.version)"], capture_output=True, text=True, check=True
@@ -45,8 +47,12 @@ def venv_for(requirements: Path) -> Path:
     venv = VENVS / hashlib.sha256(version.encode() + requirements.read_bytes()).hexdigest()[:16]
     if not (venv / ".complete").exists():
         subprocess.run([python, "-m", "venv", "--clear", str(venv)], check=True)
+        options = ["--require-hashes", "--only-binary=:all:"] if locked else []
+        env = {**os.environ, "PIP_CONFIG_FILE": os.devnull, "PIP_FIND_LINKS": ""} if locked else None
         subprocess.run(
-            [str(venv / "bin/pip"), "install", "-q", "--disable-pip-version-check", "-r", str(requirements)], check=True
+            [str(venv / "bin/pip"), "install", "-q", "--disable-pip-version-check", *options, "-r", str(requirements)],
+            check=True,
+            env=env,
         )
         (venv / ".complete").touch()
     return venv
@@ -127,7 +133,7 @@ def staged(tmp_path_factory) -> Path:
 def infer_venv(staged) -> Path:
     if not MANIFEST.exists():
         pytest.skip(NO_MODELS)
-    return venv_for(staged / "infer/requirements.txt")
+    return venv_for(staged / "infer/requirements.lock", locked=True)  # what deploy/Dockerfile runs
 
 
 def test_staged_folders_hold_only_what_deploys(staged):
