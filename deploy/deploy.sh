@@ -110,12 +110,13 @@ done
 
 printf '{"lifecycle": {"rule": [{"action": {"type": "Delete"}, "condition": {"age": %d, "matchesPrefix": ["uploads/"]}}]}}\n' \
   "$JOB_TTL_DAYS" >"$WORK_DIR/lifecycle.json"
+# Soft delete off: a photo erased by DELETE (or by the lifecycle rule) cannot be restored for 7 days afterwards.
 if ! exists gc storage buckets describe "gs://$BUCKET"; then
   run gc storage buckets create "gs://$BUCKET" --location="$REGION" --uniform-bucket-level-access \
-    --public-access-prevention
+    --public-access-prevention --soft-delete-duration=0
 fi
 run gc storage buckets update "gs://$BUCKET" --uniform-bucket-level-access --public-access-prevention \
-  --lifecycle-file="$WORK_DIR/lifecycle.json"
+  --soft-delete-duration=0 --lifecycle-file="$WORK_DIR/lifecycle.json"
 
 # --- security rules: a new ruleset through the Firebase Rules REST API, then the release points at it --------------
 deploy_rules() {  # RULES_FILE RELEASE_NAME
@@ -150,10 +151,18 @@ for email in "$UPLOAD_EMAIL" "$STATUS_EMAIL" "$INFER_EMAIL"; do
   retry run gc projects add-iam-policy-binding "$PROJECT" --member="serviceAccount:$email" \
     --role=roles/datastore.user --condition=None
 done
-for binding in "$UPLOAD_EMAIL=roles/storage.objectAdmin" "$STATUS_EMAIL=roles/storage.objectAdmin" \
-               "$INFER_EMAIL=roles/storage.objectViewer"; do
+# On the bucket, each function gets a custom role with exactly the object permissions it uses.
+custom_role() {  # ID TITLE PERMISSIONS: a project custom role, created or brought up to date
+  local verb=update
+  exists gc iam roles describe "$1" || verb=create
+  run gc iam roles "$verb" "$1" --title="$2" --permissions="$3" --stage=GA
+}
+custom_role "$PHOTO_CREATOR_ROLE" "Skin photos: create" storage.objects.create
+custom_role "$PHOTO_READER_ROLE" "Skin photos: read" storage.objects.get
+custom_role "$PHOTO_ERASER_ROLE" "Skin photos: read and delete" storage.objects.get,storage.objects.delete
+for binding in "$UPLOAD_EMAIL=$PHOTO_CREATOR_ROLE" "$INFER_EMAIL=$PHOTO_READER_ROLE" "$STATUS_EMAIL=$PHOTO_ERASER_ROLE"; do
   retry run gc storage buckets add-iam-policy-binding "gs://$BUCKET" --member="serviceAccount:${binding%=*}" \
-    --role="${binding#*=}"
+    --role="projects/$PROJECT/roles/${binding#*=}"
 done
 # upload attaches the invoker's OIDC token to each task, so it may act as that one account only.
 retry run gc iam service-accounts add-iam-policy-binding "$INVOKER_EMAIL" --member="serviceAccount:$UPLOAD_EMAIL" \
@@ -163,7 +172,8 @@ retry run gc iam service-accounts add-iam-policy-binding "$INVOKER_EMAIL" --memb
 queue_verb=update
 exists gc tasks queues describe "$QUEUE" --location="$REGION" || queue_verb=create
 run gc tasks queues "$queue_verb" "$QUEUE" --location="$REGION" \
-  --max-attempts="$MAX_ATTEMPTS" --min-backoff="$QUEUE_MIN_BACKOFF" --max-backoff="$QUEUE_MAX_BACKOFF" \
+  --max-attempts="$MAX_ATTEMPTS" --max-retry-duration="$QUEUE_MAX_RETRY_DURATION" \
+  --min-backoff="$QUEUE_MIN_BACKOFF" --max-backoff="$QUEUE_MAX_BACKOFF" \
   --max-doublings="$QUEUE_MAX_DOUBLINGS" --max-dispatches-per-second="$QUEUE_MAX_DISPATCHES_PER_SECOND" \
   --max-concurrent-dispatches="$((INFER_MAX_INSTANCES * INFER_CONCURRENCY))"
 retry run gc tasks queues add-iam-policy-binding "$QUEUE" --location="$REGION" \
