@@ -49,8 +49,9 @@ def read_image(request: Request, limit: int) -> tuple[bytes, str | None]:
         try:
             _, _, files = parse_form_data(environ, silent=False, max_form_parts=MAX_FORM_PARTS)
         except RequestEntityTooLarge:
-            raise invalid_request(f"The multipart body has more than {MAX_FORM_PARTS} parts; send one file in "
-                                  "the field 'image'.") from None
+            raise invalid_request(
+                f"The multipart body has more than {MAX_FORM_PARTS} parts; send one file in the field 'image'."
+            ) from None
         except Exception:
             raise invalid_request(
                 "The multipart body could not be parsed (headers and file names must be UTF-8); send one file in the field 'image'."

@@ -9,8 +9,16 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from scripts.sample import synthetic_lesion
-from tests.phone_files import IPHONE_JPEG, NO_IPHONE, display_p3_profile, metadata_segments, mpo, private_jpeg, ultra_hdr
+from devstack.sample import synthetic_lesion
+from tests.phone_files import (
+    IPHONE_JPEG,
+    NO_IPHONE,
+    display_p3_profile,
+    metadata_segments,
+    mpo,
+    private_jpeg,
+    ultra_hdr,
+)
 
 TERMINAL = {"done", "rejected"}
 

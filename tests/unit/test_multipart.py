@@ -15,13 +15,21 @@ LIMIT = 10 * 1024 * 1024
 def many_parts(count: int, photo: bytes = b"\xff\xd8\xff photo") -> Request:
     """The photo first, then ``count - 1`` tiny text fields: about 60 bytes a part."""
     boundary = "----parts"
-    body = (f'--{boundary}\r\nContent-Disposition: form-data; name="image"; filename="a.jpg"\r\n'
-            f"Content-Type: image/jpeg\r\n\r\n").encode() + photo + b"\r\n"
-    body += b"".join(f'--{boundary}\r\nContent-Disposition: form-data; name="f{i}"\r\n\r\nv\r\n'.encode()
-                     for i in range(count - 1))
+    body = (
+        (
+            f'--{boundary}\r\nContent-Disposition: form-data; name="image"; filename="a.jpg"\r\n'
+            f"Content-Type: image/jpeg\r\n\r\n"
+        ).encode()
+        + photo
+        + b"\r\n"
+    )
+    body += b"".join(
+        f'--{boundary}\r\nContent-Disposition: form-data; name="f{i}"\r\n\r\nv\r\n'.encode() for i in range(count - 1)
+    )
     body += f"--{boundary}--\r\n".encode()
-    return Request(EnvironBuilder(method="POST", data=body,
-                                  content_type=f"multipart/form-data; boundary={boundary}").get_environ())
+    return Request(
+        EnvironBuilder(method="POST", data=body, content_type=f"multipart/form-data; boundary={boundary}").get_environ()
+    )
 
 
 def test_a_photo_with_a_few_fields_is_read():
