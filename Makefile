@@ -6,7 +6,7 @@ export YOLO_OFFLINE := 1
 export YOLO_CONFIG_DIR := $(CURDIR)/build/ultralytics
 export PYTHONPATH := $(CURDIR)
 
-.PHONY: help install web up down demo lint format test test-unit bench train export evaluate config-table lock clean
+.PHONY: help install web up down demo lint format test test-unit bench train export evaluate config-table lock sweep clean
 .DEFAULT_GOAL := help
 
 help:  ## list the targets
@@ -38,8 +38,11 @@ install: $(VENV)/.installed .venv-tasks/.installed node_modules/.installed web/n
 web: web/node_modules/.installed  ## bundle the web client (web/dist/app.js) with esbuild
 	cd web && npm run --silent build
 
-up: install  ## start the local stack (emulators, the three functions, the web client) on 127.0.0.1
+up: install  ## start the local stack (emulators, the functions, the web client) on 127.0.0.1
 	$(PY) -m devstack.stack up
+
+sweep: install  ## end as failed every job of the local stack that no delivery will finish (once; make up first)
+	$(PY) -m devstack.sweep
 
 down:  ## stop exactly what `make up` started
 	@if [ -x $(PY) ]; then $(PY) -m devstack.stack down; fi
