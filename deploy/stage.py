@@ -17,7 +17,7 @@ import sys
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
-FUNCTIONS = ("upload", "status", "infer")
+FUNCTIONS = ("upload", "status", "sweep", "infer")
 IGNORE = shutil.ignore_patterns("__pycache__", "*.pyc")
 
 
@@ -60,7 +60,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="deploy/stage.py", description=__doc__.split("\n\n")[0])
     parser.add_argument("--out", type=Path, default=REPO / "build" / "stage", help="default: build/stage")
     parser.add_argument("--models", type=Path, default=REPO / "models", help="default: models/")
-    parser.add_argument("functions", nargs="*", metavar="FUNCTION", help="upload, status, infer (default: all)")
+    parser.add_argument("functions", nargs="*", metavar="FUNCTION", help="upload, status, sweep, infer (default: all)")
     args = parser.parse_args(argv)
     if set(args.functions) - set(FUNCTIONS):  # not argparse's choices: Python 3.11 rejects an empty list with them
         parser.error(f"unknown function in {args.functions}; choose from {', '.join(FUNCTIONS)}")

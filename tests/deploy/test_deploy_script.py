@@ -140,6 +140,33 @@ def test_functions_are_gen2_python312_and_public(commands):
         assert f"--source={CONFIG['STAGE_DIR']}/{name}" in deploy
 
 
+def test_sweep_is_private_and_scheduled_with_its_own_oidc_identity(commands):
+    sweep = one(commands, "gcloud", "functions", "deploy", "sweep")
+    assert "--no-allow-unauthenticated" in sweep and "--allow-unauthenticated" not in sweep
+    assert "--service-account=skin-sweep@my-proj.iam.gserviceaccount.com" in sweep and "--entry-point=sweep" in sweep
+    assert env_vars(sweep)["STALE_AFTER_SECONDS"] == CONFIG["STALE_AFTER_SECONDS"]
+    scheduler = "skin-scheduler@my-proj.iam.gserviceaccount.com"
+    invoker = one(commands, "gcloud", "run", "services", "add-iam-policy-binding", "sweep")
+    assert f"--member=serviceAccount:{scheduler}" in invoker and "--role=roles/run.invoker" in invoker
+    job = one(commands, "gcloud", "scheduler", "jobs", "create", "http", "skin-sweep")
+    for flag in (
+        "--schedule=*/10 * * * *",
+        "--http-method=POST",
+        f"--oidc-service-account-email={scheduler}",
+        "--oidc-token-audience=https://sweep-PLACEHOLDER.a.run.app",
+        "--uri=https://sweep-PLACEHOLDER.a.run.app/",
+    ):
+        assert flag in job
+    project_roles = {
+        cmd[4].split("=", 1)[1]: cmd[5]
+        for cmd in find(commands, "gcloud", "projects", "add-iam-policy-binding")
+        if "skin-sweep@" in cmd[4] or "skin-scheduler@" in cmd[4]
+    }
+    assert project_roles == {"serviceAccount:skin-sweep@my-proj.iam.gserviceaccount.com": "--role=roles/datastore.user"}
+    ttl = one(commands, "gcloud", "firestore", "fields", "ttls", "update", "expireAt", "--collection-group=private")
+    assert "--enable-ttl" in ttl  # the worker state expires with its job
+
+
 def test_upload_targets_infer_with_the_invoker_token(commands):
     env = env_vars(one(commands, "gcloud", "functions", "deploy", "upload"))
     assert env["TASKS_SERVICE_ACCOUNT"] == INVOKER
