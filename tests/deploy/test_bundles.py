@@ -124,7 +124,7 @@ def stop_group(process: subprocess.Popen) -> None:
 @pytest.fixture(scope="module")
 def staged(tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("stage")
-    functions = ["upload", "status"] + (["infer"] if MANIFEST.exists() else [])
+    functions = ["upload", "status", "sweep"] + (["infer"] if MANIFEST.exists() else [])
     subprocess.run([sys.executable, "deploy/stage.py", "--out", str(out), *functions], cwd=REPO, check=True)
     return out
 
@@ -155,6 +155,13 @@ def test_public_function_serves_from_its_bundle(staged, tmp_path, function):
         reply = (requests.post if function == "upload" else requests.get)(url, timeout=30)
     assert reply.status_code == 401, reply.text
     assert reply.json()["error"]["code"] == "unauthenticated"
+
+
+def test_sweep_serves_from_its_bundle(staged, tmp_path):
+    venv = venv_for(staged / "sweep" / "requirements.txt")
+    with serve(venv, staged / "sweep", "sweep", tmp_path / "server.log") as url:
+        reply = requests.get(url, timeout=30)  # only POST runs it (Cloud Scheduler's call)
+    assert reply.status_code == 405 and reply.json()["error"]["code"] == "method_not_allowed"
 
 
 def test_infer_bundle_has_onnx_models_only(staged):
