@@ -18,7 +18,9 @@ from PIL import Image, ImageCms, ImageOps
 
 from shared.errors import ServiceError
 
-pillow_heif.register_heif_opener()  # HEIC/HEIF, what iPhones send
+# HEIC/HEIF, what iPhones send: the primary image is the photo; depth maps, auxiliary images and thumbnails
+# are not even read
+pillow_heif.register_heif_opener(thumbnails=False, depth_images=False, aux_images=False)
 
 Image.MAX_IMAGE_PIXELS = None  # the limit is ours (MAX_IMAGE_PIXELS), checked before decoding
 
