@@ -69,3 +69,18 @@ def test_display_p3_photo_is_stored_in_srgb(api):
     job = upload_and_wait(api, "p3", buffer.getvalue(), "image/png")
     red, green, blue = np.asarray(Image.open(io.BytesIO(stored(api, job))), np.float32).reshape(-1, 3).mean(axis=0)
     assert red > 208 and green < 96 and blue < 76  # sRGB ~(215, 93, 72), not the file's (200, 100, 80)
+
+
+@pytest.mark.slow
+def test_forty_megapixel_sixteen_bit_png_is_stored_as_a_grey_jpeg(api):
+    """~100 KB that decode to 40 MP of 16-bit grey: accepted, reduced to 8-bit a strip at a time, stored grey."""
+    side = 6300
+    ramp = np.tile(np.arange(side, dtype=np.uint16)[None, :] * 10, (side, 1)).astype("<u2")
+    buffer = io.BytesIO()
+    Image.fromarray(ramp).save(buffer, format="PNG", compress_level=9)
+    del ramp
+    assert len(buffer.getvalue()) < 200_000
+    job = upload_and_wait(api, "sixteen", buffer.getvalue(), "image/png")
+    kept = Image.open(io.BytesIO(stored(api, job)))
+    assert kept.mode == "L" and kept.size == (side, side) == (job["image"]["width"], job["image"]["height"])
+    assert kept.getpixel((side - 1, 0)) > 200 and kept.getpixel((0, 0)) < 10  # scaled from 16 bits, not clipped
