@@ -211,7 +211,7 @@ def test_heic_with_several_images_decodes_the_primary_one():
 P3_SKIN = (200, 100, 80)
 
 
-@pytest.mark.parametrize("fmt", ["JPEG", "PNG", "WEBP"])
+@pytest.mark.parametrize("fmt", ["JPEG", "PNG", "WEBP", "HEIF"])
 def test_display_p3_photo_is_converted_to_srgb(fmt):
     tagged = encoded(
         Image.new("RGB", (96, 96), P3_SKIN),
