@@ -8,59 +8,13 @@ import struct
 
 from PIL import Image
 
+from shared.analysis.imaging import display_p3_icc
 from tests.conftest import SHARED_DATA
 
 IPHONE_JPEG = SHARED_DATA / "other" / "normal-skin-no-lesion.jpg"
 NO_IPHONE = f"{IPHONE_JPEG} is absent: the real iPhone 14 photo is not part of the repository (CI has it beside it)"
 
-# Display P3: the primaries' colorants adapted to D50, as in Apple's profile; the sRGB tone curve as gamma 2.2.
-P3_COLORANTS = {
-    b"rXYZ": (0.5151, 0.2412, -0.0011),
-    b"gXYZ": (0.2920, 0.6922, 0.0419),
-    b"bXYZ": (0.1571, 0.0666, 0.7841),
-    b"wtpt": (0.9642, 1.0, 0.8249),
-}
 SEGMENT_NAMES = {0xE0: "APP0", 0xE1: "APP1", 0xE2: "APP2", 0xED: "APP13", 0xFE: "COM"}
-
-
-def display_p3_profile() -> bytes:
-    """A minimal ICC v2 RGB matrix/TRC profile with the Display P3 primaries."""
-
-    def s15(value: float) -> bytes:
-        return struct.pack(">i", round(value * 65536))
-
-    def xyz(values) -> bytes:
-        return b"XYZ \x00\x00\x00\x00" + b"".join(s15(v) for v in values)
-
-    curve = b"curv\x00\x00\x00\x00" + struct.pack(">IH", 1, 0x0233) + b"\x00\x00"  # gamma 2.2, padded to 4
-    text = b"Display P3 (test)"
-    desc = b"desc\x00\x00\x00\x00" + struct.pack(">I", len(text) + 1) + text + b"\x00" + b"\x00" * 8 + b"\x00" * 70
-    desc += b"\x00" * (-len(desc) % 4)
-    tags = [(b"desc", desc), (b"cprt", b"text\x00\x00\x00\x00test\x00\x00\x00\x00")]
-    tags += [(name, xyz(values)) for name, values in P3_COLORANTS.items()]
-    tags += [(name, curve) for name in (b"rTRC", b"gTRC", b"bTRC")]
-    offset = 128 + 4 + 12 * len(tags)
-    table, body = b"", b""
-    for name, data in tags:
-        table += name + struct.pack(">II", offset + len(body), len(data))
-        body += data
-    size = offset + len(body)
-    header = (
-        struct.pack(">I", size)
-        + b"lcms"
-        + b"\x02\x10\x00\x00"
-        + b"mntrRGB XYZ "
-        + b"\x00" * 12
-        + b"acsp"
-        + b"\x00" * 24
-        + b"\x00" * 4
-        + s15(0.9642)
-        + s15(1.0)
-        + s15(0.8249)
-        + b"\x00" * 48
-    )
-    assert len(header) == 128
-    return header + struct.pack(">I", len(tags)) + table + body
 
 
 def jpeg(image: Image.Image, **options) -> bytes:
@@ -111,7 +65,7 @@ def private_jpeg(image: Image.Image) -> bytes:
     xmp = b"http://ns.adobe.com/xap/1.0/\x00" + b'<x:xmpmeta xmlns:x="adobe:ns:meta/">Jane Doe</x:xmpmeta>'
     iptc = b"Photoshop 3.0\x008BIM\x04\x04\x00\x00\x00\x00\x00\x0c\x1c\x02\x05\x00\x08Jane Doe"
     return with_segments(
-        jpeg(image, exif=exif.tobytes(), icc_profile=display_p3_profile()),
+        jpeg(image, exif=exif.tobytes(), icc_profile=display_p3_icc()),
         segment(0xFE, b"patient Jane Doe"),
         segment(0xE1, xmp),
         segment(0xED, iptc),

@@ -10,6 +10,7 @@ file's metadata survives into the decoded image.
 from __future__ import annotations
 
 import io
+import struct
 import warnings
 from dataclasses import dataclass
 
@@ -52,6 +53,53 @@ ANIMATED_FORMATS = {"png", "webp"}
 SIXTEEN_BIT_GREY = {"I;16", "I;16L", "I;16B"}
 STRIP_ROWS = 256  # rows converted at a time from 16-bit grey, so no full-size temporary is made
 SRGB = ImageCms.ImageCmsProfile(ImageCms.createProfile("sRGB"))
+NCLX_DISPLAY_P3 = 12  # HEIF's nclx colour primaries code point for P3 with a D65 white (SMPTE EG 432-1)
+
+
+def display_p3_icc() -> bytes:
+    """Display P3 as an ICC v2 matrix/TRC profile: the P3 primaries adapted to D50 (as in Apple's profile) and the
+    sRGB tone curve. For photos that name their colours by nclx code points (HEIC) instead of embedding a profile."""
+
+    def s15(value: float) -> bytes:
+        return struct.pack(">i", round(value * 65536))
+
+    def tag(kind: bytes, body: bytes) -> bytes:
+        return kind + b"\x00" * 4 + body + b"\x00" * (-len(body) % 4)
+
+    text = b"Display P3"
+    tags = {
+        b"desc": tag(b"desc", struct.pack(">I", len(text) + 1) + text + b"\x00" + b"\x00" * 78),
+        b"cprt": tag(b"text", b"No copyright\x00"),
+        b"wtpt": tag(b"XYZ ", s15(0.9642) + s15(1.0) + s15(0.8249)),
+        b"rXYZ": tag(b"XYZ ", s15(0.515121) + s15(0.241196) + s15(-0.001053)),
+        b"gXYZ": tag(b"XYZ ", s15(0.291977) + s15(0.692245) + s15(0.041885)),
+        b"bXYZ": tag(b"XYZ ", s15(0.157104) + s15(0.066574) + s15(0.784073)),
+    }
+    srgb_curve = tag(
+        b"para",
+        struct.pack(">HH", 3, 0)
+        + b"".join(s15(value) for value in (2.4, 1 / 1.055, 0.055 / 1.055, 1 / 12.92, 0.04045)),
+    )
+    tags.update({name: srgb_curve for name in (b"rTRC", b"gTRC", b"bTRC")})
+    offset, table, body = 128 + 4 + 12 * len(tags), b"", b""
+    for name, data in tags.items():
+        table += name + struct.pack(">II", offset + len(body), len(data))
+        body += data
+    header = (
+        struct.pack(">I", offset + len(body))
+        + b"lcms\x02\x10\x00\x00mntrRGB XYZ "
+        + b"\x00" * 12
+        + b"acsp"
+        + b"\x00" * 28
+        + s15(0.9642)
+        + s15(1.0)
+        + s15(0.8249)
+        + b"\x00" * 48
+    )
+    return header + struct.pack(">I", len(tags)) + table + body
+
+
+DISPLAY_P3 = ImageCms.ImageCmsProfile(io.BytesIO(display_p3_icc()))
 
 
 def sniff(data: bytes) -> str | None:
@@ -186,7 +234,7 @@ def decode(
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            icc = image.info.get("icc_profile")
+            icc, nclx = image.info.get("icc_profile"), image.info.get("nclx_profile") or {}
             if reduce_to:
                 image.draft(None, (reduce_to, reduce_to))  # a no-op for formats other than JPEG
             image.load()
@@ -194,7 +242,7 @@ def decode(
             ImageOps.exif_transpose(image, in_place=True)  # no copy when the photo is upright
             if image.mode in SIXTEEN_BIT_GREY:
                 image = sixteen_bit_to_grey(image)  # rebinding frees the 16-bit pixels before RGB is made
-            rgb = image if keep_grey and image.mode == "L" else to_srgb_rgb(image, icc)
+            rgb = image if keep_grey and image.mode == "L" else to_srgb_rgb(image, icc, nclx.get("color_primaries"))
     except Exception as exc:  # PIL raises many types for broken data
         raise invalid() from exc
     rgb.info = {}  # nothing of the file's metadata (EXIF, comment, XMP, ICC...) goes further
@@ -203,9 +251,10 @@ def decode(
     return Photo(rgb, fmt, width, height)
 
 
-def to_srgb_rgb(image: Image.Image, icc: bytes | None) -> Image.Image:
-    """8-bit sRGB: the colours converted from the embedded ICC profile (RGB or CMYK) when it is usable."""
-    profile = _profile(icc)
+def to_srgb_rgb(image: Image.Image, icc: bytes | None, nclx_primaries: int | None = None) -> Image.Image:
+    """8-bit sRGB: the colours converted from the embedded ICC profile (RGB or CMYK) when it is usable, else from
+    Display P3 when a HEIC's nclx colour information names P3 primaries."""
+    profile = _profile(icc) or (DISPLAY_P3 if nclx_primaries == NCLX_DISPLAY_P3 else None)
     space = profile.profile.xcolor_space.strip() if profile else None
     try:
         if profile is not None and space == "CMYK" and image.mode == "CMYK":

@@ -10,10 +10,10 @@ import pytest
 from PIL import Image
 
 from devstack.sample import synthetic_lesion
+from shared.analysis.imaging import display_p3_icc
 from tests.phone_files import (
     IPHONE_JPEG,
     NO_IPHONE,
-    display_p3_profile,
     metadata_segments,
     mpo,
     private_jpeg,
@@ -65,7 +65,7 @@ def test_photo_with_private_metadata_is_stored_without_any(api):
 def test_display_p3_photo_is_stored_in_srgb(api):
     skin = Image.new("RGB", (256, 192), (200, 100, 80))
     buffer = io.BytesIO()
-    skin.save(buffer, format="PNG", icc_profile=display_p3_profile())
+    skin.save(buffer, format="PNG", icc_profile=display_p3_icc())
     job = upload_and_wait(api, "p3", buffer.getvalue(), "image/png")
     red, green, blue = np.asarray(Image.open(io.BytesIO(stored(api, job))), np.float32).reshape(-1, 3).mean(axis=0)
     assert red > 208 and green < 96 and blue < 76  # sRGB ~(215, 93, 72), not the file's (200, 100, 80)

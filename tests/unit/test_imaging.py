@@ -11,13 +11,12 @@ import pytest
 from PIL import Image, ImageCms
 
 from devstack.sample import synthetic_lesion
-from shared.analysis.imaging import decode, encode_jpeg, probe, sniff
+from shared.analysis.imaging import decode, display_p3_icc, encode_jpeg, probe, sniff
 from shared.errors import ServiceError
 from tests.conftest import REPO, encoded, jpeg_bytes
 from tests.phone_files import (
     IPHONE_JPEG,
     NO_IPHONE,
-    display_p3_profile,
     metadata_segments,
     mpo,
     private_jpeg,
@@ -216,7 +215,7 @@ def test_display_p3_photo_is_converted_to_srgb(fmt):
     tagged = encoded(
         Image.new("RGB", (96, 96), P3_SKIN),
         fmt,
-        icc_profile=display_p3_profile(),
+        icc_profile=display_p3_icc(),
         **({"quality": 100} if fmt != "PNG" else {}),
     )
     red, green, blue = np.asarray(decode(tagged).image, np.float32).reshape(-1, 3).mean(axis=0)
@@ -224,6 +223,34 @@ def test_display_p3_photo_is_converted_to_srgb(fmt):
     assert red > P3_SKIN[0] + 8 and green < P3_SKIN[1] - 4 and blue < P3_SKIN[2] - 4
     untagged = np.asarray(decode(encoded(Image.new("RGB", (96, 96), P3_SKIN), fmt)).image, np.float32)
     assert np.abs(untagged.reshape(-1, 3).mean(axis=0) - P3_SKIN).max() < 3  # no profile: sRGB already
+
+
+@pytest.mark.parametrize("primaries,converted", [(12, True), (1, False)])
+def test_heic_naming_p3_by_nclx_code_points_is_converted_and_srgb_is_not(primaries, converted):
+    import pillow_heif
+
+    heif = pillow_heif.from_pillow(Image.new("RGB", (96, 96), P3_SKIN))
+    heif.info["nclx_profile"] = {
+        "color_primaries": primaries,
+        "transfer_characteristics": 13,
+        "matrix_coefficients": 6,
+        "full_range_flag": 1,
+    }
+    buffer = io.BytesIO()
+    heif.save(buffer, quality=100, save_nclx_profile=True)
+    red, green, _ = np.asarray(decode(buffer.getvalue()).image, np.float32).reshape(-1, 3).mean(axis=0)
+    assert (red > P3_SKIN[0] + 8 and green < P3_SKIN[1] - 4) == converted
+
+
+def test_the_built_in_display_p3_profile_converts_as_apples_does():
+    if not IPHONE_JPEG.is_file():
+        pytest.skip(NO_IPHONE)
+    apple = ImageCms.ImageCmsProfile(io.BytesIO(Image.open(IPHONE_JPEG).info["icc_profile"]))
+    pixels = Image.fromarray(np.random.default_rng(0).integers(0, 256, (64, 64, 3), dtype=np.uint8))
+    srgb = ImageCms.createProfile("sRGB")
+    ours = ImageCms.profileToProfile(pixels, ImageCms.ImageCmsProfile(io.BytesIO(display_p3_icc())), srgb)
+    theirs = ImageCms.profileToProfile(pixels, apple, srgb)
+    assert np.abs(np.asarray(ours, np.float32) - np.asarray(theirs, np.float32)).max() <= 1
 
 
 def test_a_broken_or_grey_profile_leaves_the_colours_as_stored():
