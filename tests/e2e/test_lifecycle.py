@@ -121,3 +121,20 @@ def test_make_sweep_fails_the_jobs_nobody_will_finish(api, sharp_jpeg):
         api.resume_queue()
     assert api.wait(uid, fresh)["status"] == "done"
     assert requests.get(api.url["sweep"], timeout=10).status_code == 405
+
+
+def test_a_spent_quota_answers_429_before_the_photo_is_decoded(api, sharp_jpeg):
+    """A photo whose header passes and whose pixels would not decode: with the quota spent, 429 (nothing was
+    decoded); before the quota came first it was a 400 invalid_image, after decoding it."""
+    uid, limit = "quota-first", 60
+    window = dt.datetime.now(dt.UTC).replace(minute=0, second=0, microsecond=0)
+    api.db.collection("quotas").document(uid).set(
+        {"window": window, "count": limit, "expireAt": window + dt.timedelta(hours=2)}
+    )
+    before = api.counts()
+    truncated = sharp_jpeg[: len(sharp_jpeg) // 2]
+    refused = api.upload(uid, truncated)
+    assert refused.status_code == 429 and refused.json()["error"]["code"] == "rate_limited", refused.text
+    pdf = api.upload(uid, b"%PDF-1.7\n%%EOF", content_type="application/pdf")  # refused from the bytes alone
+    assert pdf.status_code == 415
+    assert api.counts() == before
