@@ -34,13 +34,13 @@ DEFAULTS = {
     "UPLOAD_PORT": "8091",
     "INFER_PORT": "8092",
     "STATUS_PORT": "8093",
+    "SWEEP_PORT": "8094",
     # The Auth emulator also opens an emulator hub and a logging port of its own.
     "AUTH_PORT": "9099",
     "AUTH_HUB_PORT": "4400",
     "AUTH_LOGGING_PORT": "4500",
     "WEB_PORT": "5173",
     "ALLOWED_ORIGINS": "",  # browser origins allowed besides the web client's own
-    "SWEEP_PORT": "8094",
     "GOOGLE_CLOUD_PROJECT": config.defaults()["GOOGLE_CLOUD_PROJECT"],
     "STORAGE_BUCKET": config.defaults()["STORAGE_BUCKET"],
     # The emulator retries a failed task at once (no backoff), so locally a job gets more, faster attempts.
