@@ -192,3 +192,10 @@ def test_a_job_id_with_a_trailing_newline_is_not_found(deps):
             use_case(deps, UID, job_id + "\n")
         assert missing.value.status == 404
     assert status.read(deps, UID, job_id).status == 200
+
+
+@pytest.mark.parametrize("uid", ["alice\n", "alice\r\n", "", "a" * 129, "..", "a/b"])
+def test_user_ids_match_in_full(uid):
+    from shared.auth import _valid_uid
+
+    assert not _valid_uid(uid) and _valid_uid("alice")
