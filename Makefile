@@ -6,7 +6,7 @@ export YOLO_OFFLINE := 1
 export YOLO_CONFIG_DIR := $(CURDIR)/build/ultralytics
 export PYTHONPATH := $(CURDIR)
 
-.PHONY: help install web up down demo lint format test test-unit bench train export evaluate config-table clean
+.PHONY: help install web up down demo lint format test test-unit bench train export evaluate config-table lock sweep clean
 .DEFAULT_GOAL := help
 
 help:  ## list the targets
@@ -38,8 +38,11 @@ install: $(VENV)/.installed .venv-tasks/.installed node_modules/.installed web/n
 web: web/node_modules/.installed  ## bundle the web client (web/dist/app.js) with esbuild
 	cd web && npm run --silent build
 
-up: install  ## start the local stack (emulators, the three functions, the web client) on 127.0.0.1
+up: install  ## start the local stack (emulators, the functions, the web client) on 127.0.0.1
 	$(PY) -m devstack.stack up
+
+sweep: install  ## end as failed every job of the local stack that no delivery will finish (once; make up first)
+	$(PY) -m devstack.sweep
 
 down:  ## stop exactly what `make up` started
 	@if [ -x $(PY) ]; then $(PY) -m devstack.stack down; fi
@@ -79,6 +82,14 @@ export: install  ## gate, ONNX export, calibration, assessment weights and model
 
 evaluate: install  ## metrics.json, MODEL_CARD.md and training.png on held-out lesions, Derm7pt and PAD-UFES-20
 	$(PY) -m models.evaluate
+
+LOCK_PYTHON ?= python3.12
+lock:  ## functions/infer/requirements.lock: the infer image's packages pinned with their PyPI hashes (pip-compile, Python 3.12)
+	$(LOCK_PYTHON) -m venv build/lock-venv
+	build/lock-venv/bin/pip install -q pip-tools==7.6.2
+	cd functions/infer && env -u PIP_FIND_LINKS PIP_CONFIG_FILE=/dev/null ../../build/lock-venv/bin/pip-compile -q \
+	  --generate-hashes --allow-unsafe --strip-extras --no-emit-index-url --no-emit-find-links \
+	  --output-file requirements.lock requirements.txt
 
 config-table:  ## the README's configuration table
 	@$(PYTHON) -m shared.config

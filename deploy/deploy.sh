@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Deploy the whole backend to one Google Cloud project: APIs, Firestore, the bucket, service accounts and their
-# roles, the Cloud Tasks queue, the infer image and service, the upload and status functions, rules and TTLs.
+# roles, the Cloud Tasks queue, the infer image and service, the upload and status functions, the sweep and its
+# Cloud Scheduler job, rules and TTLs.
 #
 #   bash deploy/deploy.sh --project P [--region R] [--dry-run]
 #
@@ -19,7 +20,7 @@ while (($#)); do
     --region) export REGION=$2; shift 2 ;;
     --region=*) export REGION=${1#*=}; shift ;;
     --dry-run) DRY_RUN=1; shift ;;
-    -h|--help) sed -n '2,8p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,9p' "$0"; exit 0 ;;
     *) echo "unknown argument: $1 (see --help)" >&2; exit 2 ;;
   esac
 done
@@ -89,6 +90,8 @@ UPLOAD_EMAIL=$(sa_email "$UPLOAD_SA")
 STATUS_EMAIL=$(sa_email "$STATUS_SA")
 INFER_EMAIL=$(sa_email "$INFER_SA")
 INVOKER_EMAIL=$(sa_email "$TASKS_INVOKER_SA")
+SWEEP_EMAIL=$(sa_email "$SWEEP_SA")
+SCHEDULER_EMAIL=$(sa_email "$SCHEDULER_SA")
 QUEUE_PATH="projects/$PROJECT/locations/$REGION/queues/$QUEUE"
 IMAGE="$REGION-docker.pkg.dev/$PROJECT/$ARTIFACT_REPO/infer:${IMAGE_TAG:-$(date -u +%Y%m%d-%H%M%S)}"
 COMMON_ENV=("GOOGLE_CLOUD_PROJECT=$PROJECT" "STORAGE_BUCKET=$BUCKET" "TASKS_QUEUE=$QUEUE_PATH"
@@ -99,23 +102,24 @@ mkdir -p "$WORK_DIR"
 # --- APIs, Firestore, bucket -------------------------------------------------------------------------------------
 run gc services enable run.googleapis.com cloudfunctions.googleapis.com cloudbuild.googleapis.com \
   artifactregistry.googleapis.com cloudtasks.googleapis.com firestore.googleapis.com storage.googleapis.com \
-  iam.googleapis.com logging.googleapis.com firebaserules.googleapis.com
+  iam.googleapis.com logging.googleapis.com firebaserules.googleapis.com cloudscheduler.googleapis.com
 
 if ! exists gc firestore databases describe --database='(default)'; then
   run gc firestore databases create --database='(default)' --location="$FIRESTORE_LOCATION" --type=firestore-native
 fi
-for group in jobs quotas; do  # Firestore deletes a document once its expireAt has passed
+for group in jobs private quotas; do  # Firestore deletes a document once its expireAt has passed (private: worker state)
   run gc firestore fields ttls update expireAt --collection-group="$group" --enable-ttl --async
 done
 
 printf '{"lifecycle": {"rule": [{"action": {"type": "Delete"}, "condition": {"age": %d, "matchesPrefix": ["uploads/"]}}]}}\n' \
   "$JOB_TTL_DAYS" >"$WORK_DIR/lifecycle.json"
+# Soft delete off: a photo erased by DELETE (or by the lifecycle rule) cannot be restored for 7 days afterwards.
 if ! exists gc storage buckets describe "gs://$BUCKET"; then
   run gc storage buckets create "gs://$BUCKET" --location="$REGION" --uniform-bucket-level-access \
-    --public-access-prevention
+    --public-access-prevention --soft-delete-duration=0
 fi
 run gc storage buckets update "gs://$BUCKET" --uniform-bucket-level-access --public-access-prevention \
-  --lifecycle-file="$WORK_DIR/lifecycle.json"
+  --soft-delete-duration=0 --lifecycle-file="$WORK_DIR/lifecycle.json"
 
 # --- security rules: a new ruleset through the Firebase Rules REST API, then the release points at it --------------
 deploy_rules() {  # RULES_FILE RELEASE_NAME
@@ -141,19 +145,27 @@ deploy_rules deploy/firestore.rules cloud.firestore
 deploy_rules deploy/storage.rules "firebase.storage/$BUCKET"
 
 # --- service accounts and their project/bucket roles ---------------------------------------------------------------
-for sa in "$UPLOAD_SA" "$STATUS_SA" "$INFER_SA" "$TASKS_INVOKER_SA"; do
+for sa in "$UPLOAD_SA" "$STATUS_SA" "$INFER_SA" "$TASKS_INVOKER_SA" "$SWEEP_SA" "$SCHEDULER_SA"; do
   if ! exists gc iam service-accounts describe "$(sa_email "$sa")"; then
     run gc iam service-accounts create "$sa" --display-name="skin-lesion $sa"
   fi
 done
-for email in "$UPLOAD_EMAIL" "$STATUS_EMAIL" "$INFER_EMAIL"; do
+for email in "$UPLOAD_EMAIL" "$STATUS_EMAIL" "$INFER_EMAIL" "$SWEEP_EMAIL"; do
   retry run gc projects add-iam-policy-binding "$PROJECT" --member="serviceAccount:$email" \
     --role=roles/datastore.user --condition=None
 done
-for binding in "$UPLOAD_EMAIL=roles/storage.objectAdmin" "$STATUS_EMAIL=roles/storage.objectAdmin" \
-               "$INFER_EMAIL=roles/storage.objectViewer"; do
+# On the bucket, each function gets a custom role with exactly the object permissions it uses.
+custom_role() {  # ID TITLE PERMISSIONS: a project custom role, created or brought up to date
+  local verb=update
+  exists gc iam roles describe "$1" || verb=create
+  run gc iam roles "$verb" "$1" --title="$2" --permissions="$3" --stage=GA
+}
+custom_role "$PHOTO_CREATOR_ROLE" "Skin photos: create" storage.objects.create
+custom_role "$PHOTO_READER_ROLE" "Skin photos: read" storage.objects.get
+custom_role "$PHOTO_ERASER_ROLE" "Skin photos: read and delete" storage.objects.get,storage.objects.delete
+for binding in "$UPLOAD_EMAIL=$PHOTO_CREATOR_ROLE" "$INFER_EMAIL=$PHOTO_READER_ROLE" "$STATUS_EMAIL=$PHOTO_ERASER_ROLE"; do
   retry run gc storage buckets add-iam-policy-binding "gs://$BUCKET" --member="serviceAccount:${binding%=*}" \
-    --role="${binding#*=}"
+    --role="projects/$PROJECT/roles/${binding#*=}"
 done
 # upload attaches the invoker's OIDC token to each task, so it may act as that one account only.
 retry run gc iam service-accounts add-iam-policy-binding "$INVOKER_EMAIL" --member="serviceAccount:$UPLOAD_EMAIL" \
@@ -163,7 +175,8 @@ retry run gc iam service-accounts add-iam-policy-binding "$INVOKER_EMAIL" --memb
 queue_verb=update
 exists gc tasks queues describe "$QUEUE" --location="$REGION" || queue_verb=create
 run gc tasks queues "$queue_verb" "$QUEUE" --location="$REGION" \
-  --max-attempts="$MAX_ATTEMPTS" --min-backoff="$QUEUE_MIN_BACKOFF" --max-backoff="$QUEUE_MAX_BACKOFF" \
+  --max-attempts="$MAX_ATTEMPTS" --max-retry-duration="$QUEUE_MAX_RETRY_DURATION" \
+  --min-backoff="$QUEUE_MIN_BACKOFF" --max-backoff="$QUEUE_MAX_BACKOFF" \
   --max-doublings="$QUEUE_MAX_DOUBLINGS" --max-dispatches-per-second="$QUEUE_MAX_DISPATCHES_PER_SECOND" \
   --max-concurrent-dispatches="$((INFER_MAX_INSTANCES * INFER_CONCURRENCY))"
 retry run gc tasks queues add-iam-policy-binding "$QUEUE" --location="$REGION" \
@@ -185,10 +198,10 @@ value INFER_URL "https://infer-PLACEHOLDER.a.run.app" \
   gc run services describe infer --region="$REGION" --format='value(status.url)'
 
 # --- status and upload: public 2nd-gen functions that verify Firebase ID tokens themselves --------------------------------
-deploy_function() {  # NAME SERVICE_ACCOUNT MEMORY ENV...
-  local name=$1 account=$2 memory=$3; shift 3
+deploy_function() {  # NAME SERVICE_ACCOUNT MEMORY ACCESS(--allow-unauthenticated|--no-allow-unauthenticated) ENV...
+  local name=$1 account=$2 memory=$3 access=$4; shift 4
   run gc functions deploy "$name" --gen2 --runtime=python312 --region="$REGION" --trigger-http \
-    --entry-point="$name" --source="$STAGE_DIR/$name" --allow-unauthenticated --service-account="$account" \
+    --entry-point="$name" --source="$STAGE_DIR/$name" "$access" --service-account="$account" \
     --memory="$memory" --max-instances="$FUNCTION_MAX_INSTANCES" \
     "$(env_vars "${COMMON_ENV[@]}" "ALLOWED_ORIGINS=$ALLOWED_ORIGINS" "APP_CHECK_REQUIRED=$APP_CHECK_REQUIRED" "$@")"
 }
@@ -196,13 +209,26 @@ function_url() {  # VAR NAME
   value "$1" "https://$2-PLACEHOLDER.a.run.app" \
     gc functions describe "$2" --gen2 --region="$REGION" --format='value(serviceConfig.uri)'
 }
-deploy_function status "$STATUS_EMAIL" "$STATUS_MEMORY"
+deploy_function status "$STATUS_EMAIL" "$STATUS_MEMORY" --allow-unauthenticated
 function_url STATUS_URL status
-deploy_function upload "$UPLOAD_EMAIL" "$UPLOAD_MEMORY" "INFER_URL=$INFER_URL" \
+deploy_function upload "$UPLOAD_EMAIL" "$UPLOAD_MEMORY" --allow-unauthenticated "INFER_URL=$INFER_URL" \
   "TASKS_SERVICE_ACCOUNT=$INVOKER_EMAIL" "STATUS_URL=$STATUS_URL/" \
   "UPLOADS_PER_USER_PER_HOUR=$UPLOADS_PER_USER_PER_HOUR" "MAX_UPLOAD_BYTES=$MAX_UPLOAD_BYTES"
 function_url UPLOAD_URL upload
 
+# --- the sweep: a private function that Cloud Scheduler calls with its own OIDC identity --------------------------------
+# It ends as `failed` every job no delivery will finish, so the owner's listener sees it end without calling GET.
+deploy_function sweep "$SWEEP_EMAIL" "$SWEEP_MEMORY" --no-allow-unauthenticated
+function_url SWEEP_URL sweep
+retry run gc run services add-iam-policy-binding sweep --region="$REGION" \
+  --member="serviceAccount:$SCHEDULER_EMAIL" --role=roles/run.invoker
+scheduler_verb=update
+exists gc scheduler jobs describe "$SWEEP_JOB" --location="$REGION" || scheduler_verb=create
+run gc scheduler jobs "$scheduler_verb" http "$SWEEP_JOB" --location="$REGION" --schedule="$SWEEP_SCHEDULE" \
+  --time-zone=Etc/UTC --uri="$SWEEP_URL/" --http-method=POST \
+  --oidc-service-account-email="$SCHEDULER_EMAIL" --oidc-token-audience="$SWEEP_URL"
+
 echo "upload: $UPLOAD_URL" >&2
 echo "status: $STATUS_URL" >&2
 echo "infer (private, Cloud Tasks only): $INFER_URL" >&2
+echo "sweep (private, Cloud Scheduler only, $SWEEP_SCHEDULE): $SWEEP_URL" >&2

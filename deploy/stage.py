@@ -3,8 +3,9 @@
     python deploy/stage.py [--out build/stage] [upload|status|infer ...]
 
 ``<out>/<function>/`` holds the function's ``main.py`` and ``requirements.txt`` and a copy of ``shared/`` (no
-``__pycache__``). infer's folder is also its Docker build context: ``deploy/Dockerfile`` and ``models/`` with
-``manifest.json`` and the ONNX files it names (no ``.pt``: the image serves ONNX Runtime only).
+``__pycache__``). infer's folder is also its Docker build context: ``deploy/Dockerfile``, ``requirements.lock`` (what
+the image installs, hash-locked) and ``models/`` with ``manifest.json`` and the ONNX files it names (no ``.pt``: the
+image serves ONNX Runtime only).
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ import sys
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
-FUNCTIONS = ("upload", "status", "infer")
+FUNCTIONS = ("upload", "status", "sweep", "infer")
 IGNORE = shutil.ignore_patterns("__pycache__", "*.pyc")
 
 
@@ -48,6 +49,7 @@ def stage(function: str, out: Path, models_dir: Path = REPO / "models") -> Path:
     (dest / ".gcloudignore").write_text(".gcloudignore\n")
     if function == "infer":
         shutil.copy2(REPO / "deploy" / "Dockerfile", dest / "Dockerfile")
+        shutil.copy2(REPO / "functions" / "infer" / "requirements.lock", dest / "requirements.lock")
         for path in model_files(models_dir):
             (dest / "models" / path).parent.mkdir(parents=True, exist_ok=True)
             shutil.copy2(models_dir / path, dest / "models" / path)
@@ -58,7 +60,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="deploy/stage.py", description=__doc__.split("\n\n")[0])
     parser.add_argument("--out", type=Path, default=REPO / "build" / "stage", help="default: build/stage")
     parser.add_argument("--models", type=Path, default=REPO / "models", help="default: models/")
-    parser.add_argument("functions", nargs="*", metavar="FUNCTION", help="upload, status, infer (default: all)")
+    parser.add_argument("functions", nargs="*", metavar="FUNCTION", help="upload, status, sweep, infer (default: all)")
     args = parser.parse_args(argv)
     if set(args.functions) - set(FUNCTIONS):  # not argparse's choices: Python 3.11 rejects an empty list with them
         parser.error(f"unknown function in {args.functions}; choose from {', '.join(FUNCTIONS)}")

@@ -1,5 +1,5 @@
-"""The local stack: Firebase Auth, Firestore, Storage and Cloud Tasks emulators, the three functions and the web
-client, on 127.0.0.1.
+"""The local stack: Firebase Auth, Firestore, Storage and Cloud Tasks emulators, the functions (upload, infer, status,
+sweep) and the web client, on 127.0.0.1.
 
     python -m devstack.stack up | down | status | env
 
@@ -34,6 +34,7 @@ DEFAULTS = {
     "UPLOAD_PORT": "8091",
     "INFER_PORT": "8092",
     "STATUS_PORT": "8093",
+    "SWEEP_PORT": "8094",
     # The Auth emulator also opens an emulator hub and a logging port of its own.
     "AUTH_PORT": "9099",
     "AUTH_HUB_PORT": "4400",
@@ -48,8 +49,9 @@ DEFAULTS = {
 }
 # the service settings the local stack deliberately sets unlike shared.config's defaults (besides emulator hosts)
 LOCAL_DEPARTURES = ("MAX_ATTEMPTS", "LEASE_SECONDS", "ALLOWED_ORIGINS")
-FUNCTIONS = ("upload", "infer", "status")
+FUNCTIONS = ("upload", "infer", "status", "sweep")
 PARTS = ("auth", "firestore", "storage", "tasks", *FUNCTIONS, "web")
+PORTS = tuple(key for key in DEFAULTS if key.endswith("_PORT"))  # every port of the stack
 
 
 def settings(environ=os.environ) -> dict[str, str]:
@@ -188,6 +190,21 @@ class Stack:
         self.pid_file.write_text(json.dumps(pids))
 
     @staticmethod
+    def group_alive(pgid: int) -> bool:
+        """Whether a process of the group (zombies aside) still runs: the Java child of the Firestore emulator
+        outlives its wrapper script, the group leader."""
+        for entry in Path("/proc").iterdir():
+            if not entry.name.isdigit():
+                continue
+            try:
+                state, _, group = (entry / "stat").read_text().rsplit(")", 1)[1].split()[:3]
+            except (OSError, ValueError):
+                continue
+            if int(group) == pgid and state != "Z":
+                return True
+        return False
+
+    @staticmethod
     def alive(pid: int) -> bool:
         try:
             os.kill(pid, 0)
@@ -261,9 +278,9 @@ class Stack:
             except ProcessLookupError:
                 return
             deadline = time.monotonic() + wait
-            while self.alive(pid) and time.monotonic() < deadline:
+            while self.group_alive(pid) and time.monotonic() < deadline:
                 time.sleep(0.1)
-            if not self.alive(pid):
+            if not self.group_alive(pid):
                 return
 
     def up(self, names=PARTS) -> None:

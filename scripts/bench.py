@@ -5,7 +5,8 @@
 Pipeline: p50 of the whole analysis of a 600x450 JPEG against the sum of the bare ONNX Runtime sessions (and the
 same sessions timed inside the analyses, to show what the time outside them is); cold
 start (new process → models loaded → first result) and resident memory. Local stack: upload p50, upload → done
-seen by a Firestore listener p50, and 200 uploads from 8 concurrent clients (all must end done, once).
+seen by a Firestore listener p50, 200 uploads from 8 concurrent clients (all must end done, once), and the upload
+process's peak resident memory over the hostile corpus and the heaviest photos that pass (≤ 300 MB).
 """
 
 from __future__ import annotations
@@ -208,13 +209,9 @@ def bench_stack(photo: bytes, uploads: int, listens: int, load_total: int, load_
     from google.cloud.firestore_v1.base_query import FieldFilter
 
     from devstack import auth_emulator
-    from devstack.stack import Stack, service_env
+    from devstack.stack import PORTS, Stack, service_env
 
-    ports = {
-        key: str(free_port())
-        for key in ("FIRESTORE_PORT", "STORAGE_PORT", "TASKS_PORT", "UPLOAD_PORT", "INFER_PORT", "STATUS_PORT")
-        + ("AUTH_PORT", "AUTH_HUB_PORT", "AUTH_LOGGING_PORT", "WEB_PORT")
-    }
+    ports = {key: str(free_port()) for key in PORTS}  # every part of the stack on a free port
     stack = Stack(
         {**os.environ, **ports, "STACK_DIR": str(REPO / "build/bench-stack"), "UPLOADS_PER_USER_PER_HOUR": "1000"}
     )
@@ -234,8 +231,11 @@ def bench_stack(photo: bytes, uploads: int, listens: int, load_total: int, load_
                 )
             return tokens[uid]
 
+        def auth(uid: str) -> dict[str, str]:
+            return {"Authorization": f"Bearer {token_of(uid)}"}
+
         def upload(uid: str) -> tuple[float, str]:
-            headers = {"Authorization": f"Bearer {token_of(uid)}"}
+            headers = auth(uid)
             tic = time.perf_counter()
             reply = session.post(
                 upload_url, files={"image": ("photo.jpg", photo, "image/jpeg")}, headers=headers, timeout=60
@@ -305,11 +305,13 @@ def bench_stack(photo: bytes, uploads: int, listens: int, load_total: int, load_
         }
         load["targets"] = {"all_done_once": load["done"] == load_total == len(docs)}
         upload_p50, done_p50 = statistics.median(upload_ms), statistics.median(to_done)
+        hostile = bench_hostile(stack, upload_url, auth)
         return {
             "upload": summary(upload_ms),
             "upload_to_done_listener": summary(to_done),
             "browser_202_to_done": browser_ms,
             "load": load,
+            "hostile": hostile,
             "targets": {
                 "upload_p50_le_50ms": upload_p50 <= 50,
                 "upload_to_done_p50_le_600ms": done_p50 <= 600,
@@ -318,6 +320,70 @@ def bench_stack(photo: bytes, uploads: int, listens: int, load_total: int, load_
         }
     finally:
         stack.down()
+
+
+def heavy_photos() -> list[tuple[str, bytes, str]]:
+    """Photos that pass and cost the most to decode: 40 MP (the limit) in ~100 KB of PNG, 16-bit grey and 8-bit
+    RGB, and the real iPhone photo when ../shared/data has it."""
+    import io
+
+    import numpy as np
+    from PIL import Image
+
+    from tests.phone_files import IPHONE_JPEG
+
+    side = 6300  # 39.7 MP
+    ramp = np.tile(np.arange(side, dtype=np.uint16)[None, :] * 10, (side, 1)).astype("<u2")
+    photos = []
+    for name, image in (
+        ("40 MP 16-bit grey PNG", Image.fromarray(ramp)),
+        ("40 MP RGB PNG", Image.fromarray((ramp >> 8).astype(np.uint8)).convert("RGB")),
+    ):
+        buffer = io.BytesIO()
+        image.save(buffer, format="PNG", compress_level=9)
+        photos.append((name, buffer.getvalue(), "image/png"))
+    if IPHONE_JPEG.is_file():
+        photos.append(("real iPhone 14 photo (MPO, Display P3)", IPHONE_JPEG.read_bytes(), "image/jpeg"))
+    return photos
+
+
+def bench_hostile(stack, upload_url: str, auth) -> dict:
+    """The upload process's peak resident memory (VmHWM, the whole process group) over the hostile corpus of
+    tests/e2e/test_hostile.py and the heaviest photos that pass, sent one after another to a fresh upload process;
+    and how long each of them took to answer."""
+    import os
+
+    import psutil
+    import requests
+
+    from tests.e2e.test_hostile import UPLOADS
+
+    stack.stop("upload")
+    stack.start("upload")
+    group = os.getpgid(stack._pids()["upload"])
+    cases = [(name, body, content_type, extra) for name, body, content_type, extra, _, _ in UPLOADS]
+    cases += [(name, body, content_type, {}) for name, body, content_type in heavy_photos()]
+    answers = {}
+    for name, body, content_type, extra in cases:
+        headers = {**auth("bench-hostile"), "Content-Type": content_type, **extra}
+        tic = time.perf_counter()
+        reply = requests.post(upload_url, data=body, headers=headers, timeout=120)
+        answers[name] = {"status": reply.status_code, "ms": round((time.perf_counter() - tic) * 1000, 1)}
+    peak = 0
+    for process in psutil.process_iter():
+        try:
+            if os.getpgid(process.pid) == group:
+                with open(f"/proc/{process.pid}/status") as status:
+                    peak = max(peak, *(int(line.split()[1]) for line in status if line.startswith("VmHWM:")))
+        except (OSError, psutil.Error):
+            continue
+    peak_mb = round(peak / 1024, 1)
+    return {
+        "cases": len(cases),
+        "answers": answers,
+        "upload_peak_rss_mb": peak_mb,
+        "targets": {"upload_peak_rss_le_300mb": peak_mb <= 300},
+    }
 
 
 def main() -> int:

@@ -18,7 +18,7 @@ from google.auth.credentials import AnonymousCredentials
 
 from shared.errors import ServiceError, Unavailable
 
-UID = re.compile(r"^[A-Za-z0-9_:@.-]{1,128}$")
+UID = re.compile(r"[A-Za-z0-9_:@.-]{1,128}")  # matched in full: no trailing newline slips through
 CLOCK_SKEW_S = 10  # tolerated difference between our clock and the token issuer's, on iat and exp
 
 
@@ -45,7 +45,7 @@ def _current(claims: dict, now: float) -> bool:
 
 def _valid_uid(uid: object) -> bool:
     """A uid that can name a Storage folder: no path tricks."""
-    return isinstance(uid, str) and bool(UID.match(uid)) and not set(uid) <= {"."}
+    return isinstance(uid, str) and UID.fullmatch(uid) is not None and not set(uid) <= {"."}
 
 
 class _Anonymous(credentials.Base):

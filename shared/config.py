@@ -73,7 +73,9 @@ class Config:
     )
     JOB_TTL_DAYS: int = setting("30", "Days until a job's `expireAt`; Firestore TTL deletes the document then.")
     MAX_ATTEMPTS: int = setting(
-        "5", "Deliveries of one job before infer writes `failed`; match the queue's max attempts."
+        "12",
+        "Deliveries of one job before infer writes `failed`; match the queue's max attempts (12 outlast a "
+        "30-minute outage: deploy/README.md).",
     )
     LEASE_SECONDS: int = setting("120", "How long a delivery holds a `processing` job before another may take it over.")
     STALE_AFTER_SECONDS: int = setting(

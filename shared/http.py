@@ -7,6 +7,7 @@ import json
 import time
 from collections.abc import Callable
 
+from werkzeug.exceptions import RequestEntityTooLarge
 from werkzeug.formparser import parse_form_data
 from werkzeug.wrappers import Request
 
@@ -15,6 +16,7 @@ from shared.usecases import Outcome
 
 ALLOWED_HEADERS = "Authorization, Content-Type, Idempotency-Key, X-Firebase-AppCheck"
 MULTIPART_OVERHEAD = 64 * 1024
+MAX_FORM_PARTS = 16  # one photo and a few fields; parsing thousands of tiny parts costs CPU for nothing
 
 
 def too_large(limit: int) -> ServiceError:
@@ -45,7 +47,11 @@ def read_image(request: Request, limit: int) -> tuple[bytes, str | None]:
             "REQUEST_METHOD": "POST",
         }
         try:
-            _, _, files = parse_form_data(environ, silent=False)
+            _, _, files = parse_form_data(environ, silent=False, max_form_parts=MAX_FORM_PARTS)
+        except RequestEntityTooLarge:
+            raise invalid_request(
+                f"The multipart body has more than {MAX_FORM_PARTS} parts; send one file in the field 'image'."
+            ) from None
         except Exception:
             raise invalid_request(
                 "The multipart body could not be parsed (headers and file names must be UTF-8); send one file in the field 'image'."

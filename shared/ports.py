@@ -7,8 +7,8 @@ Every port raises ``Unavailable`` when its service fails in a way a retry may cu
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Hashable
-from dataclasses import dataclass
+from collections.abc import Hashable, Iterator
+from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from shared.config import Config
@@ -18,6 +18,7 @@ __all__ = [
     "Analysis",
     "Analyze",
     "Deps",
+    "DELETE",
     "Jobs",
     "PhotoNotFound",
     "Photos",
@@ -33,10 +34,13 @@ UpdateTime = Hashable  # opaque: the store's own version stamp of a document (Fi
 
 @dataclass(frozen=True)
 class Snapshot:
-    """A job document's data and the update time a conditional write must match."""
+    """A job: its document (what the owner's listener sees: the contract's fields only), the update time a
+    conditional write must match, and the worker's private state of it (lease, last error, task nonce), kept
+    where no client can read it."""
 
     data: dict[str, Any]
     update_time: UpdateTime
+    worker: dict[str, Any] = field(default_factory=dict)
 
 
 class PhotoNotFound(Exception):
@@ -44,30 +48,51 @@ class PhotoNotFound(Exception):
 
 
 class Jobs(Protocol):
-    """The ``jobs`` collection, with compare-and-swap writes on a document's update time."""
+    """The ``jobs`` collection, with compare-and-swap writes on a document's update time. Each job's worker state
+    is written together with its document, atomically, so the document's update time versions both."""
 
     def get(self, job_id: str) -> Snapshot | None:
         """The job, or None if there is none."""
         ...
 
-    def create(self, job_id: str, job: dict[str, Any]) -> bool:
-        """Create the job; False (and nothing written) if it already exists."""
+    def create(self, job_id: str, job: dict[str, Any], worker: dict[str, Any] | None = None) -> bool:
+        """Create the job (and its worker state); False (and nothing written) if it already exists."""
         ...
 
-    def update_if_unchanged(self, job_id: str, fields: dict[str, Any], update_time: UpdateTime) -> UpdateTime | None:
-        """Merge ``fields`` only if nobody wrote since ``update_time``; the new update time, or None if the job
-        changed or is gone."""
+    def update_if_unchanged(
+        self, job_id: str, fields: dict[str, Any], update_time: UpdateTime, worker: dict[str, Any] | None = None
+    ) -> UpdateTime | None:
+        """Merge ``fields`` (a value ``DELETE`` removes its field) and ``worker`` only if nobody wrote since
+        ``update_time``; the new update time, or None if the job changed or is gone."""
         ...
 
     def delete(self, job_id: str) -> None:
-        """Delete the job; nothing happens if it is gone already."""
+        """Delete the job and its worker state; nothing happens if it is gone already."""
         ...
+
+    def with_status(self, statuses: list[str]) -> Iterator[str]:
+        """The ids of the jobs whose status is one of ``statuses``."""
+        ...
+
+
+class _Delete:
+    def __repr__(self) -> str:
+        return "DELETE"
+
+    def __deepcopy__(self, memo: dict) -> _Delete:  # one marker, compared by identity
+        return self
+
+
+DELETE = _Delete()  # as a field's value in ``Jobs.update_if_unchanged``: remove the field
 
 
 class Photos(Protocol):
     """The uploaded photos, by path in the bucket."""
 
-    def put(self, path: str, data: bytes, content_type: str) -> None: ...
+    def put(self, path: str, data: bytes, content_type: str) -> bool:
+        """Store the photo unless one is at ``path`` already (that one is kept: photos are never overwritten, so
+        the uploader needs no right to delete); whether this call stored it."""
+        ...
 
     def get(self, path: str) -> bytes:
         """The photo's bytes; raises PhotoNotFound if there is none."""
@@ -85,9 +110,11 @@ class Quotas(Protocol):
 
 
 class Queue(Protocol):
-    def enqueue(self, job_id: str) -> None:
-        """Ask for one delivery of the job to infer. Delivery is at least once: a job may arrive twice, even at
-        the same time. Enqueueing a job whose task exists already is not an error."""
+    def enqueue(self, job_id: str, nonce: str) -> None:
+        """Ask for one delivery of the job to infer, as the task named after the job and ``nonce`` (a new nonce
+        for each run of the job: Cloud Tasks keeps a name reserved for about an hour after its task ran).
+        Delivery is at least once: a job may arrive twice, even at the same time. Enqueueing a task whose name
+        exists already is not an error."""
         ...
 
 

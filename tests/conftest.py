@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import re
 from pathlib import Path
 
 import pytest
@@ -12,6 +13,15 @@ from devstack.sample import synthetic_lesion
 REPO = Path(__file__).resolve().parent.parent
 SHARED_DATA = REPO.parent / "shared" / "data"
 NO_DATA = f"{SHARED_DATA} is absent: the HAM10000 images are not part of the repository (CI has them beside it)"
+
+
+def contract_job_fields() -> set[str]:
+    """The job document's fields, read from the contract (docs/API.md, a copy of ../shared/API.md): the rows of
+    its "The job document" table. The document holds these and no others."""
+    text = (REPO / "docs" / "API.md").read_text()
+    table = text.split("## The job document", 1)[1].split("\n\n", 1)[0]
+    rows = [line.split("|")[1] for line in table.splitlines() if line.startswith("| `")]
+    return {name for row in rows for name in re.findall(r"`(\w+)`", row)}
 
 
 def jpeg_bytes(image, **save_options) -> bytes:

@@ -11,13 +11,13 @@ from __future__ import annotations
 import copy
 import datetime as dt
 import itertools
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 from shared import config as config_module
 from shared.bootstrap import Dependencies, bootstrap
 from shared.logs import JsonLog
-from shared.ports import PhotoNotFound, Snapshot, Unavailable, UpdateTime
+from shared.ports import DELETE, PhotoNotFound, Snapshot, Unavailable, UpdateTime
 
 
 class _Service:
@@ -36,13 +36,15 @@ class _Service:
 
 
 class FakeJobs(_Service):
-    """The jobs collection; every write gives the document a new update time, as Firestore does."""
+    """The jobs collection and each job's private worker state; every write gives the document a new update
+    time, as Firestore does, and writes the worker state in the same step (as the adapter's batch)."""
 
     name = "Firestore"
 
     def __init__(self) -> None:
         super().__init__()
         self.docs: dict[str, tuple[dict[str, Any], int]] = {}
+        self.workers: dict[str, dict[str, Any]] = {}
         self._clock = itertools.count(1)
 
     def get(self, job_id: str) -> Snapshot | None:
@@ -50,30 +52,43 @@ class FakeJobs(_Service):
         if job_id not in self.docs:
             return None
         data, update_time = self.docs[job_id]
-        return Snapshot(copy.deepcopy(data), update_time)
+        return Snapshot(copy.deepcopy(data), update_time, copy.deepcopy(self.workers.get(job_id, {})))
 
-    def create(self, job_id: str, job: dict[str, Any]) -> bool:
+    def create(self, job_id: str, job: dict[str, Any], worker: dict[str, Any] | None = None) -> bool:
         self._enter("create")
         if job_id in self.docs:
             return False
         self.docs[job_id] = (copy.deepcopy(job), next(self._clock))
+        self.workers[job_id] = copy.deepcopy(worker or {})
         return True
 
-    def update_if_unchanged(self, job_id: str, fields: dict[str, Any], update_time: UpdateTime) -> UpdateTime | None:
+    def update_if_unchanged(
+        self, job_id: str, fields: dict[str, Any], update_time: UpdateTime, worker: dict[str, Any] | None = None
+    ) -> UpdateTime | None:
         self._enter("update")
         if job_id not in self.docs or self.docs[job_id][1] != update_time:
             return None
-        data = {**self.docs[job_id][0], **copy.deepcopy(fields)}
-        self.docs[job_id] = (data, next(self._clock))
+        self.docs[job_id] = (_merged(self.docs[job_id][0], fields), next(self._clock))
+        self.workers[job_id] = _merged(self.workers.get(job_id, {}), worker or {})
         return self.docs[job_id][1]
 
     def delete(self, job_id: str) -> None:
         self._enter("delete")
         self.docs.pop(job_id, None)
+        self.workers.pop(job_id, None)
+
+    def with_status(self, statuses: list[str]) -> Iterator[str]:
+        self._enter("query")
+        return iter([job_id for job_id, (data, _) in self.docs.items() if data.get("status") in statuses])
 
     def data(self, job_id: str) -> dict[str, Any]:
         """The stored document (for assertions)."""
         return self.docs[job_id][0]
+
+
+def _merged(data: dict[str, Any], fields: dict[str, Any]) -> dict[str, Any]:
+    merged = {**data, **copy.deepcopy(fields)}
+    return {name: value for name, value in merged.items() if value is not DELETE}
 
 
 class FakePhotos(_Service):
@@ -83,9 +98,12 @@ class FakePhotos(_Service):
         super().__init__()
         self.objects: dict[str, tuple[bytes, str]] = {}
 
-    def put(self, path: str, data: bytes, content_type: str) -> None:
+    def put(self, path: str, data: bytes, content_type: str) -> bool:
         self._enter("put")
+        if path in self.objects:  # created once, never replaced
+            return False
         self.objects[path] = (data, content_type)
+        return True
 
     def get(self, path: str) -> bytes:
         self._enter("get")
@@ -118,19 +136,23 @@ class FakeQuotas(_Service):
 
 
 class FakeQueue(_Service):
-    """Named tasks, one per job, as Cloud Tasks keeps them: a second ``enqueue`` of a job that has a task is a
-    no-op. ``deliveries(copies=2)`` hands each pending task out twice, as at-least-once delivery may."""
+    """Named tasks as Cloud Tasks keeps them: a name, once used, stays reserved (the real service: for about an
+    hour after its task ran), so a second ``enqueue`` with that name is a no-op. ``deliveries(copies=2)`` hands
+    each pending task out twice, as at-least-once delivery may."""
 
     name = "The task queue"
 
     def __init__(self) -> None:
         super().__init__()
-        self.created: list[str] = []  # every task ever created, in order
+        self.names: list[str] = []  # every task name ever used, in order
+        self.created: list[str] = []  # the job of each task created, in order
         self.pending: list[str] = []
 
-    def enqueue(self, job_id: str) -> None:
+    def enqueue(self, job_id: str, nonce: str) -> None:
         self._enter("enqueue")
-        if job_id not in self.created:
+        name = f"{job_id}-{nonce}"
+        if name not in self.names:
+            self.names.append(name)
             self.created.append(job_id)
             self.pending.append(job_id)
 

@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Iterator
 
 from google.api_core import exceptions as gexc
 from google.auth.credentials import AnonymousCredentials
 from google.cloud import firestore
+from google.cloud.firestore_v1.base_query import FieldFilter
 
 from shared.errors import Unavailable
-from shared.ports import Snapshot, UpdateTime
+from shared.ports import DELETE, Snapshot, UpdateTime
 
 TIMEOUT = 10.0
 TRANSIENT = (
@@ -31,6 +33,12 @@ def make_client(project: str, emulator_host: str) -> firestore.Client:
 
 
 class JobStore:
+    """Each job is ``jobs/{jobId}`` (what its owner may read) and ``jobs/{jobId}/private/worker`` (the worker's
+    state: the security rules let no client read it). Both are written in one atomic batch whose precondition is
+    the job document's update time."""
+
+    WORKER = ("private", "worker")
+
     def __init__(self, client: firestore.Client, collection: str = "jobs"):
         self.client = client
         self.collection = collection
@@ -38,38 +46,74 @@ class JobStore:
     def _ref(self, job_id: str):
         return self.client.collection(self.collection).document(job_id)
 
+    def _worker_ref(self, job_id: str):
+        return self._ref(job_id).collection(self.WORKER[0]).document(self.WORKER[1])
+
     def get(self, job_id: str) -> Snapshot | None:
+        job_ref, worker_ref = self._ref(job_id), self._worker_ref(job_id)
         try:
-            snap = self._ref(job_id).get(timeout=TIMEOUT, retry=None)
+            snaps = {
+                snap.reference.path: snap
+                for snap in self.client.get_all([job_ref, worker_ref], timeout=TIMEOUT, retry=None)
+            }
         except TRANSIENT as exc:
             raise Unavailable("Firestore") from exc
-        return Snapshot(snap.to_dict(), snap.update_time) if snap.exists else None
+        job, worker = snaps[job_ref.path], snaps[worker_ref.path]
+        if not job.exists:
+            return None
+        return Snapshot(job.to_dict() or {}, job.update_time, (worker.to_dict() or {}) if worker.exists else {})
 
-    def create(self, job_id: str, job: dict) -> bool:
-        """Create the document; False if it already exists."""
+    def create(self, job_id: str, job: dict, worker: dict | None = None) -> bool:
+        """Create the job and its worker state; False if the job already exists."""
+        batch = self.client.batch()
+        batch.create(self._ref(job_id), job)
+        batch.set(self._worker_ref(job_id), worker or {})
         try:
-            self._ref(job_id).create(job, timeout=TIMEOUT, retry=None)
+            batch.commit(timeout=TIMEOUT, retry=None)
             return True
         except gexc.Conflict:
             return False
         except TRANSIENT as exc:
             raise Unavailable("Firestore") from exc
 
-    def update_if_unchanged(self, job_id: str, fields: dict, update_time: UpdateTime) -> UpdateTime | None:
-        """Write ``fields`` only if nobody wrote since ``update_time``; the new update time, or None."""
-        option = self.client.write_option(last_update_time=update_time)
+    def update_if_unchanged(
+        self, job_id: str, fields: dict, update_time: UpdateTime, worker: dict | None = None
+    ) -> UpdateTime | None:
+        """Write ``fields`` (and ``worker``) only if nobody wrote since ``update_time``; the new update time, or None."""
+        batch = self.client.batch()
+        batch.update(
+            self._ref(job_id), _firestore_values(fields), option=self.client.write_option(last_update_time=update_time)
+        )
+        if worker:
+            batch.set(self._worker_ref(job_id), _firestore_values(worker), merge=True)
         try:
-            return self._ref(job_id).update(fields, option=option, timeout=TIMEOUT, retry=None).update_time
+            return batch.commit(timeout=TIMEOUT, retry=None)[0].update_time
         except (gexc.FailedPrecondition, gexc.NotFound, gexc.Conflict):
             return None
         except TRANSIENT as exc:
             raise Unavailable("Firestore") from exc
 
     def delete(self, job_id: str) -> None:
+        batch = self.client.batch()
+        batch.delete(self._worker_ref(job_id))
+        batch.delete(self._ref(job_id))
         try:
-            self._ref(job_id).delete(timeout=TIMEOUT, retry=None)
+            batch.commit(timeout=TIMEOUT, retry=None)
         except TRANSIENT as exc:
             raise Unavailable("Firestore") from exc
+
+    def with_status(self, statuses: list[str]) -> Iterator[str]:
+        """The ids of the jobs whose status is one of ``statuses`` (a single-field index: no composite needed)."""
+        query = self.client.collection(self.collection).where(filter=FieldFilter("status", "in", statuses))
+        try:
+            for snap in query.select([]).stream(timeout=TIMEOUT, retry=None):
+                yield snap.id
+        except TRANSIENT as exc:
+            raise Unavailable("Firestore") from exc
+
+
+def _firestore_values(fields: dict) -> dict:
+    return {name: firestore.DELETE_FIELD if value is DELETE else value for name, value in fields.items()}
 
 
 class QuotaStore:

@@ -26,9 +26,16 @@ class PhotoStore:
     def __init__(self, client: storage.Client, bucket: str):
         self.bucket = client.bucket(bucket)
 
-    def put(self, path: str, data: bytes, content_type: str) -> None:
+    def put(self, path: str, data: bytes, content_type: str) -> bool:
+        """Create the object only if there is none (``ifGenerationMatch=0``): replacing one would need the right to
+        delete, which the uploader does not hold."""
         try:
-            self.bucket.blob(path).upload_from_string(data, content_type=content_type, timeout=TIMEOUT, retry=None)
+            self.bucket.blob(path).upload_from_string(
+                data, content_type=content_type, if_generation_match=0, timeout=TIMEOUT, retry=None
+            )
+            return True
+        except gexc.PreconditionFailed:
+            return False
         except TRANSIENT as exc:
             raise Unavailable("Cloud Storage") from exc
 

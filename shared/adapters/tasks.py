@@ -29,8 +29,10 @@ class TaskQueue:
         self.target_url = target_url
         self.service_account = service_account
 
-    def enqueue(self, job_id: str) -> None:
-        """Create the task named after the job (the real service refuses a second task of that name)."""
+    def enqueue(self, job_id: str, nonce: str) -> None:
+        """Create the task named ``{jobId}-{nonce}``: the real service refuses a second task of a name (so a
+        retried upload makes no second task) and keeps the name reserved for about an hour after the task ran
+        (so each run of a job, after a DELETE or a restart, has a new nonce)."""
         request: dict[str, Any] = {
             "url": self.target_url,
             "http_method": tasks_v2.HttpMethod.POST,
@@ -40,7 +42,7 @@ class TaskQueue:
         if self.service_account:
             request["oidc_token"] = {"service_account_email": self.service_account, "audience": self.target_url}
         task: Any = {
-            "name": f"{self.queue}/tasks/{job_id}",
+            "name": f"{self.queue}/tasks/{job_id}-{nonce}",
             "http_request": request,
         }  # the mapping form of a Task, as proto-plus accepts
         try:

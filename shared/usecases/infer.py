@@ -8,7 +8,7 @@ import time
 
 from shared.domain import jobs
 from shared.errors import ServiceError, Unavailable
-from shared.ports import Analyze, Deps, PhotoNotFound, Snapshot
+from shared.ports import Analyze, Deps, PhotoNotFound, Snapshot, UpdateTime
 from shared.usecases import Outcome, utcnow
 
 BUSY_POLL_SECONDS = 0.25
@@ -30,39 +30,45 @@ def deliver(deps: Deps, analyze: Analyze, job_id: str, retry_count: int) -> Outc
         )
     if decision.action == "busy":
         raise ServiceError(409, "busy", "Another delivery is analysing this job; retry later.")
-    claim = decision.fields or {}  # the fields that claim the job, set whenever action is "claim"
-    claimed_at = deps.jobs.update_if_unchanged(job_id, claim, snapshot.update_time)
+    claim = decision.change or jobs.Change({})  # set whenever action is "claim"
+    claimed_at = deps.jobs.update_if_unchanged(job_id, claim.job, snapshot.update_time, claim.worker)
     if claimed_at is None:
         raise ServiceError(409, "busy", "Another delivery claimed this job first; retry later.")
-    job = {**snapshot.data, **claim}
+    job = {**snapshot.data, **claim.job}
     last_attempt = retry_count + 1 >= config.MAX_ATTEMPTS
 
     try:
         analysis = analyze(deps.photos.get(job["image"]["path"]))
     except PhotoNotFound:
-        fields = jobs.finish(
+        change = jobs.finish(
             jobs.FAILED,
             utcnow(),
             error={"code": "image_missing", "message": "The stored photo is gone; upload it again."},
         )
     except ServiceError as exc:
         if isinstance(exc, Unavailable) and not last_attempt:
-            deps.jobs.update_if_unchanged(job_id, jobs.release(utcnow(), exc.body()["error"]), claimed_at)
+            _release(deps, job_id, exc.body()["error"], claimed_at)
             raise
-        fields = jobs.finish(jobs.FAILED, utcnow(), error=exc.body()["error"])
+        change = jobs.finish(jobs.FAILED, utcnow(), error=exc.body()["error"])
     except Exception as exc:  # a bug or a broken model: retry, and give up on the last attempt
         error = {"code": "analysis_failed", "message": "The analysis failed; upload the photo again later."}
         if not last_attempt:
-            deps.jobs.update_if_unchanged(job_id, jobs.release(utcnow(), error), claimed_at)
+            _release(deps, job_id, error, claimed_at)
             raise Unavailable("The analysis") from exc
-        fields = jobs.finish(jobs.FAILED, utcnow(), error=error)
+        change = jobs.finish(jobs.FAILED, utcnow(), error=error)
     else:
-        fields = jobs.finish(analysis.status, utcnow(), result=analysis.result, rejection=analysis.rejection)
-    written = deps.jobs.update_if_unchanged(job_id, fields, claimed_at)
+        change = jobs.finish(analysis.status, utcnow(), result=analysis.result, rejection=analysis.rejection)
+    written = deps.jobs.update_if_unchanged(job_id, change.job, claimed_at, change.worker)
+    fields = change.job
     log |= {"status": fields["status"], "attempts": job["attempts"], "written": written is not None}
     if fields.get("result"):
         log["timingsMs"] = fields["result"]["timingsMs"]
     return Outcome(200, {"jobId": job_id, "status": fields["status"]}, log=log)
+
+
+def _release(deps: Deps, job_id: str, error: dict, claimed_at: UpdateTime) -> None:
+    change = jobs.release(utcnow(), error)
+    deps.jobs.update_if_unchanged(job_id, change.job, claimed_at, change.worker)
 
 
 def _claim_or_wait(deps: Deps, job_id: str, owner: str) -> tuple[Snapshot | None, jobs.Claim]:
@@ -71,7 +77,13 @@ def _claim_or_wait(deps: Deps, job_id: str, owner: str) -> tuple[Snapshot | None
     deadline = time.monotonic() + deps.config.LEASE_SECONDS + 1
     while True:
         snapshot = deps.jobs.get(job_id)
-        decision = jobs.claim(snapshot.data if snapshot else None, utcnow(), owner, deps.config.LEASE_SECONDS)
+        decision = jobs.claim(
+            snapshot.data if snapshot else None,
+            snapshot.worker if snapshot else {},
+            utcnow(),
+            owner,
+            deps.config.LEASE_SECONDS,
+        )
         if decision.action != "busy" or time.monotonic() > deadline:
             return snapshot, decision
         time.sleep(BUSY_POLL_SECONDS)

@@ -1,4 +1,5 @@
-"""The status use cases: read a job (ending one nobody will finish) and erase it, for its owner only."""
+"""The status use cases: read a job (ending one nobody will finish) and erase it, for its owner only; and the
+sweep, which ends every such job without anyone reading it."""
 
 from __future__ import annotations
 
@@ -11,16 +12,35 @@ from shared.usecases import Outcome, not_found, utcnow
 
 def read(deps: Deps, uid: str, job_id: str) -> Outcome:
     snapshot = _owned(deps, uid, job_id)
-    job = snapshot.data
-    stale = dt.timedelta(seconds=deps.config.STALE_AFTER_SECONDS)
-    fields = jobs.abandoned(job, utcnow(), deps.config.MAX_ATTEMPTS, stale)
-    if fields is not None and deps.jobs.update_if_unchanged(job_id, fields, snapshot.update_time):
-        job = {**job, **fields}
+    job = end_if_abandoned(deps, job_id, snapshot)
     return Outcome(200, jobs.public_view(job_id, job), log={"jobId": job_id, "uid": uid, "status": job["status"]})
 
 
+def sweep(deps: Deps) -> Outcome:
+    """End as ``failed`` every job that no delivery will finish, so that listeners, which never call GET, see it
+    end. Cloud Scheduler runs it (deploy/deploy.sh); locally ``make sweep``."""
+    checked, ended = 0, []
+    for job_id in deps.jobs.with_status([jobs.QUEUED, jobs.PROCESSING]):
+        snapshot = deps.jobs.get(job_id)
+        if snapshot is None:  # erased meanwhile
+            continue
+        checked += 1
+        if end_if_abandoned(deps, job_id, snapshot)["status"] == jobs.FAILED:
+            ended.append(job_id)
+    return Outcome(200, {"checked": checked, "failed": len(ended)}, log={"checked": checked, "failed": ended})
+
+
+def end_if_abandoned(deps: Deps, job_id: str, snapshot: Snapshot) -> dict:
+    """The job, written ``failed`` first if nobody will finish it (its last delivery crashed, or the queue gave up)."""
+    stale = dt.timedelta(seconds=deps.config.STALE_AFTER_SECONDS)
+    change = jobs.abandoned(snapshot.data, snapshot.worker, utcnow(), deps.config.MAX_ATTEMPTS, stale)
+    if change is not None and deps.jobs.update_if_unchanged(job_id, change.job, snapshot.update_time, change.worker):
+        return {**snapshot.data, **change.job}
+    return snapshot.data
+
+
 def erase(deps: Deps, uid: str, job_id: str) -> Outcome:
-    """Right to erasure: the stored photo, then the job document."""
+    """Right to erasure: the stored photo, then the job document and its worker state."""
     snapshot = _owned(deps, uid, job_id)
     deps.photos.delete(snapshot.data["image"]["path"])
     deps.jobs.delete(job_id)

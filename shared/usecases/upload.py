@@ -1,7 +1,9 @@
-"""The upload use case: validate the photo, count the quota, store it, create the job and its task.
+"""The upload use case: the checks cheaper than decoding, the quota, then decode and store the photo, create
+the job and its task.
 
-A request with an ``Idempotency-Key`` names its job, so a retry or a racing twin replays the same job; a request
-that fails half-way removes what it wrote unless a retry with the same key can resume it.
+A request with an ``Idempotency-Key`` names its job, so a retry or a racing twin replays the same job, and a
+retry after the job ended ``failed`` runs it again; a request that fails half-way removes what it wrote unless a
+retry with the same key can resume it.
 """
 
 from __future__ import annotations
@@ -12,19 +14,19 @@ from collections.abc import Callable
 from shared.analysis import imaging
 from shared.domain import jobs
 from shared.errors import ServiceError, Unavailable
-from shared.ports import Deps
+from shared.ports import Deps, Snapshot
 from shared.usecases import Outcome, utcnow
 
 
 def upload(deps: Deps, uid: str, data: bytes, content_type: str | None, idempotency_key: str | None) -> Outcome:
     config = deps.config
     job_id = jobs.new_job_id(uid, idempotency_key)
-    if idempotency_key is not None:
-        existing = deps.jobs.get(job_id)
-        if existing is not None:
-            return _replay(deps, job_id, existing.data)
+    existing = deps.jobs.get(job_id) if idempotency_key is not None else None
+    if existing is not None and existing.data["status"] != jobs.FAILED:
+        return _replay(deps, job_id, existing)
 
-    photo = imaging.decode(data, content_type, min_side=config.MIN_IMAGE_SIDE, max_pixels=config.MAX_IMAGE_PIXELS)
+    # every check cheaper than decoding, then the quota, and only then the decoding
+    imaging.probe(data, content_type, min_side=config.MIN_IMAGE_SIDE, max_pixels=config.MAX_IMAGE_PIXELS)
     now = utcnow()
     retry_after = deps.quotas.take(uid, config.UPLOADS_PER_USER_PER_HOUR, now)
     if retry_after:
@@ -34,8 +36,10 @@ def upload(deps: Deps, uid: str, data: bytes, content_type: str | None, idempote
             f"Upload limit of {config.UPLOADS_PER_USER_PER_HOUR} photos an hour reached; try again later.",
             {"Retry-After": str(retry_after)},
         )
-
-    stored = imaging.encode_jpeg(photo.image)  # no metadata kept: no EXIF location
+    photo = imaging.decode(
+        data, content_type, min_side=config.MIN_IMAGE_SIDE, max_pixels=config.MAX_IMAGE_PIXELS, keep_grey=True
+    )
+    stored = imaging.encode_jpeg(photo.image)  # no metadata at all, sRGB pixels
     path = f"uploads/{uid}/{job_id}.jpg"
     image = {
         "path": path,
@@ -45,9 +49,13 @@ def upload(deps: Deps, uid: str, data: bytes, content_type: str | None, idempote
         "height": photo.height,
         "sha256": hashlib.sha256(stored).hexdigest(),
     }
+    del photo  # the decoded pixels: not held while the photo travels
+    if existing is not None:
+        return _restart(deps, job_id, existing, path, stored, image)
     deps.photos.put(path, stored, "image/jpeg")
+    worker = jobs.new_worker(now, config.JOB_TTL_DAYS)
     try:
-        created = deps.jobs.create(job_id, jobs.new_job(uid, image, now, config.JOB_TTL_DAYS))
+        created = deps.jobs.create(job_id, jobs.new_job(uid, image, now, config.JOB_TTL_DAYS), worker)
     except Unavailable:
         _forget(deps, None, path)
         raise
@@ -55,14 +63,18 @@ def upload(deps: Deps, uid: str, data: bytes, content_type: str | None, idempote
         raced = deps.jobs.get(job_id)
         if raced is None:  # and its job is gone again (erased): this upload may not resume it
             raise Unavailable("Firestore")
-        return _replay(deps, job_id, raced.data)
+        return _replay(deps, job_id, raced)
     try:
-        deps.queue.enqueue(job_id)
+        deps.queue.enqueue(job_id, worker["taskNonce"])
     except Unavailable:
         if idempotency_key is None:  # nobody can resume this job: leave nothing behind
             _forget(deps, job_id, path)
         raise  # with a key, the retry finds the queued job and enqueues it
-    status_url = f"{config.STATUS_URL.rstrip('/')}/{job_id}"
+    return _accepted(deps, uid, job_id)
+
+
+def _accepted(deps: Deps, uid: str, job_id: str) -> Outcome:
+    status_url = f"{deps.config.STATUS_URL.rstrip('/')}/{job_id}"
     return Outcome(
         202,
         {"jobId": job_id, "status": jobs.QUEUED, "statusUrl": status_url},
@@ -71,9 +83,10 @@ def upload(deps: Deps, uid: str, data: bytes, content_type: str | None, idempote
     )
 
 
-def _replay(deps: Deps, job_id: str, job: dict) -> Outcome:
-    if job["status"] == jobs.QUEUED:
-        deps.queue.enqueue(job_id)  # the first attempt may have stopped before its task was created
+def _replay(deps: Deps, job_id: str, snapshot: Snapshot) -> Outcome:
+    job = snapshot.data
+    if job["status"] == jobs.QUEUED:  # the first attempt may have stopped before its task was created
+        deps.queue.enqueue(job_id, snapshot.worker["taskNonce"])
     return Outcome(
         200,
         jobs.public_view(job_id, job),
@@ -82,8 +95,20 @@ def _replay(deps: Deps, job_id: str, job: dict) -> Outcome:
     )
 
 
+def _restart(deps: Deps, job_id: str, failed: Snapshot, path: str, stored: bytes, image: dict) -> Outcome:
+    """The same Idempotency-Key after the job ended ``failed``: the same job runs again, with a new task. Its
+    photo is stored again only if it is gone (a stored photo is never replaced)."""
+    created = deps.photos.put(path, stored, "image/jpeg")
+    change = jobs.restart(utcnow(), image if created else None)
+    if deps.jobs.update_if_unchanged(job_id, change.job, failed.update_time, change.worker) is None:
+        raise Unavailable("Firestore")  # another request restarted or erased it at this moment: retry
+    deps.queue.enqueue(job_id, change.worker["taskNonce"])
+    return _accepted(deps, failed.data["ownerUid"], job_id)
+
+
 def _forget(deps: Deps, job_id: str | None, path: str) -> None:
-    """Best-effort removal of what a failed upload wrote (the bucket lifecycle rule catches the rest)."""
+    """Best-effort removal of what a failed upload wrote. In production the uploader may only create photos, so
+    the photo stays until the bucket's lifecycle rule removes it (JOB_TTL_DAYS)."""
     undos: list[Callable[[], None]] = [lambda: deps.photos.delete(path)]
     if job_id is not None:
         undos.insert(0, lambda: deps.jobs.delete(job_id))

@@ -37,7 +37,9 @@ def bundle_python() -> str:
     return sys.executable
 
 
-def venv_for(requirements: Path) -> Path:
+def venv_for(requirements: Path, *, locked: bool = False) -> Path:
+    """A fresh virtualenv with ``requirements``; ``locked``: as the infer image installs its hash-locked file,
+    from PyPI alone (no local pip configuration, wheels only, every hash checked)."""
     python = bundle_python()
     version = subprocess.run(
         [python, "-c", "import sys; print(sys.version)"], capture_output=True, text=True, check=True
@@ -45,8 +47,12 @@ def venv_for(requirements: Path) -> Path:
     venv = VENVS / hashlib.sha256(version.encode() + requirements.read_bytes()).hexdigest()[:16]
     if not (venv / ".complete").exists():
         subprocess.run([python, "-m", "venv", "--clear", str(venv)], check=True)
+        options = ["--require-hashes", "--only-binary=:all:"] if locked else []
+        env = {**os.environ, "PIP_CONFIG_FILE": os.devnull, "PIP_FIND_LINKS": ""} if locked else None
         subprocess.run(
-            [str(venv / "bin/pip"), "install", "-q", "--disable-pip-version-check", "-r", str(requirements)], check=True
+            [str(venv / "bin/pip"), "install", "-q", "--disable-pip-version-check", *options, "-r", str(requirements)],
+            check=True,
+            env=env,
         )
         (venv / ".complete").touch()
     return venv
@@ -118,7 +124,7 @@ def stop_group(process: subprocess.Popen) -> None:
 @pytest.fixture(scope="module")
 def staged(tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("stage")
-    functions = ["upload", "status"] + (["infer"] if MANIFEST.exists() else [])
+    functions = ["upload", "status", "sweep"] + (["infer"] if MANIFEST.exists() else [])
     subprocess.run([sys.executable, "deploy/stage.py", "--out", str(out), *functions], cwd=REPO, check=True)
     return out
 
@@ -127,7 +133,7 @@ def staged(tmp_path_factory) -> Path:
 def infer_venv(staged) -> Path:
     if not MANIFEST.exists():
         pytest.skip(NO_MODELS)
-    return venv_for(staged / "infer/requirements.txt")
+    return venv_for(staged / "infer/requirements.lock", locked=True)  # what deploy/Dockerfile runs
 
 
 def test_staged_folders_hold_only_what_deploys(staged):
@@ -149,6 +155,13 @@ def test_public_function_serves_from_its_bundle(staged, tmp_path, function):
         reply = (requests.post if function == "upload" else requests.get)(url, timeout=30)
     assert reply.status_code == 401, reply.text
     assert reply.json()["error"]["code"] == "unauthenticated"
+
+
+def test_sweep_serves_from_its_bundle(staged, tmp_path):
+    venv = venv_for(staged / "sweep" / "requirements.txt")
+    with serve(venv, staged / "sweep", "sweep", tmp_path / "server.log") as url:
+        reply = requests.get(url, timeout=30)  # only POST runs it (Cloud Scheduler's call)
+    assert reply.status_code == 405 and reply.json()["error"]["code"] == "method_not_allowed"
 
 
 def test_infer_bundle_has_onnx_models_only(staged):

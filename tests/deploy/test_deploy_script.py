@@ -89,11 +89,40 @@ def test_queue_retries_and_rate_limits(commands):
         f"--max-attempts={CONFIG['MAX_ATTEMPTS']}",
         "--min-backoff=10s",
         "--max-backoff=300s",
+        f"--max-retry-duration={CONFIG['QUEUE_MAX_RETRY_DURATION']}",
         f"--max-doublings={CONFIG['QUEUE_MAX_DOUBLINGS']}",
         f"--max-concurrent-dispatches={concurrent}",
         f"--max-dispatches-per-second={CONFIG['QUEUE_MAX_DISPATCHES_PER_SECOND']}",
     ):
         assert flag in queue
+
+
+def seconds(value: str) -> float:
+    assert value.endswith("s"), value
+    return float(value[:-1])
+
+
+def attempt_times(flags: dict[str, str]) -> list[float]:
+    """When each attempt of a task that keeps failing starts, after the first (Cloud Tasks' documented backoff: the
+    interval starts at min-backoff, doubles max-doublings times, then grows linearly by its last doubling, capped
+    at max-backoff)."""
+    low, high, doublings = seconds(flags["min-backoff"]), seconds(flags["max-backoff"]), int(flags["max-doublings"])
+    times, interval = [0.0], low
+    for retry in range(int(flags["max-attempts"]) - 1):
+        times.append(times[-1] + min(interval, high))
+        interval = interval * 2 if retry < doublings else interval + low * 2**doublings
+    return times
+
+
+def test_queue_outlasts_a_thirty_minute_outage(commands):
+    queue = one(commands, "gcloud", "tasks", "queues", "create", "infer")
+    flags = dict(arg[2:].split("=", 1) for arg in queue if arg.startswith("--") and "=" in arg)
+    times = attempt_times(flags)
+    assert times[:7] == [0, 10, 30, 70, 150, 310, 610]  # the schedule deploy/README.md spells out
+    assert times[-1] >= 30 * 60 + 300, f"the last attempt comes {times[-1]:.0f} s after the first"
+    retry_duration = seconds(flags["max-retry-duration"])
+    assert retry_duration == 0 or retry_duration >= times[-1]  # the attempts decide, not the clock
+    assert int(CONFIG["STALE_AFTER_SECONDS"]) > times[-1] + int(CONFIG["LEASE_SECONDS"])  # status waits for them all
 
 
 def test_functions_are_gen2_python312_and_public(commands):
@@ -109,6 +138,33 @@ def test_functions_are_gen2_python312_and_public(commands):
         ):
             assert flag in deploy
         assert f"--source={CONFIG['STAGE_DIR']}/{name}" in deploy
+
+
+def test_sweep_is_private_and_scheduled_with_its_own_oidc_identity(commands):
+    sweep = one(commands, "gcloud", "functions", "deploy", "sweep")
+    assert "--no-allow-unauthenticated" in sweep and "--allow-unauthenticated" not in sweep
+    assert "--service-account=skin-sweep@my-proj.iam.gserviceaccount.com" in sweep and "--entry-point=sweep" in sweep
+    assert env_vars(sweep)["STALE_AFTER_SECONDS"] == CONFIG["STALE_AFTER_SECONDS"]
+    scheduler = "skin-scheduler@my-proj.iam.gserviceaccount.com"
+    invoker = one(commands, "gcloud", "run", "services", "add-iam-policy-binding", "sweep")
+    assert f"--member=serviceAccount:{scheduler}" in invoker and "--role=roles/run.invoker" in invoker
+    job = one(commands, "gcloud", "scheduler", "jobs", "create", "http", "skin-sweep")
+    for flag in (
+        "--schedule=*/10 * * * *",
+        "--http-method=POST",
+        f"--oidc-service-account-email={scheduler}",
+        "--oidc-token-audience=https://sweep-PLACEHOLDER.a.run.app",
+        "--uri=https://sweep-PLACEHOLDER.a.run.app/",
+    ):
+        assert flag in job
+    project_roles = {
+        cmd[4].split("=", 1)[1]: cmd[5]
+        for cmd in find(commands, "gcloud", "projects", "add-iam-policy-binding")
+        if "skin-sweep@" in cmd[4] or "skin-scheduler@" in cmd[4]
+    }
+    assert project_roles == {"serviceAccount:skin-sweep@my-proj.iam.gserviceaccount.com": "--role=roles/datastore.user"}
+    ttl = one(commands, "gcloud", "firestore", "fields", "ttls", "update", "expireAt", "--collection-group=private")
+    assert "--enable-ttl" in ttl  # the worker state expires with its job
 
 
 def test_upload_targets_infer_with_the_invoker_token(commands):
@@ -138,9 +194,18 @@ def test_least_privilege_bindings(commands):
         for cmd in find(commands, "gcloud", "storage", "buckets", "add-iam-policy-binding")
     }
     assert bucket == {
-        ("--member=serviceAccount:skin-upload", "--role=roles/storage.objectAdmin"),
-        ("--member=serviceAccount:skin-status", "--role=roles/storage.objectAdmin"),
-        ("--member=serviceAccount:skin-infer", "--role=roles/storage.objectViewer"),
+        ("--member=serviceAccount:skin-upload", "--role=projects/my-proj/roles/skinPhotoCreator"),
+        ("--member=serviceAccount:skin-status", "--role=projects/my-proj/roles/skinPhotoEraser"),
+        ("--member=serviceAccount:skin-infer", "--role=projects/my-proj/roles/skinPhotoReader"),
+    }
+    permissions = {
+        cmd[4]: set(next(arg for arg in cmd if arg.startswith("--permissions=")).split("=", 1)[1].split(","))
+        for cmd in find(commands, "gcloud", "iam", "roles", "create")
+    }
+    assert permissions == {
+        "skinPhotoCreator": {"storage.objects.create"},
+        "skinPhotoReader": {"storage.objects.get"},
+        "skinPhotoEraser": {"storage.objects.get", "storage.objects.delete"},
     }
 
 
@@ -151,7 +216,10 @@ def test_ttl_lifecycle_and_private_bucket(commands, tmp_path_factory):
         )
         assert "--enable-ttl" in ttl
     update = one(commands, "gcloud", "storage", "buckets", "update", "gs://my-proj-skin-photos")
-    assert "--uniform-bucket-level-access" in update and "--public-access-prevention" in update
+    create = one(commands, "gcloud", "storage", "buckets", "create", "gs://my-proj-skin-photos")
+    for command in (create, update):  # DELETE erases: no soft-deleted copy kept for 7 days
+        assert "--uniform-bucket-level-access" in command and "--public-access-prevention" in command
+        assert "--soft-delete-duration=0" in command
     (lifecycle,) = [arg.split("=", 1)[1] for arg in update if arg.startswith("--lifecycle-file=")]
     (rule,) = json.loads(Path(lifecycle).read_text())["lifecycle"]["rule"]
     assert rule == {

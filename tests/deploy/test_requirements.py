@@ -24,7 +24,12 @@ from tests.conftest import REPO
 
 MANIFEST = REPO / "models" / "manifest.json"
 # the ports each function's use cases use (shared.bootstrap builds an adapter only when it is first used)
-USES = {"upload": ("jobs", "photos", "quotas", "queue"), "status": ("jobs", "photos"), "infer": ("jobs", "photos")}
+USES = {
+    "upload": ("jobs", "photos", "quotas", "queue"),
+    "status": ("jobs", "photos"),
+    "infer": ("jobs", "photos"),
+    "sweep": ("jobs",),
+}
 # MODEL_RUNTIME=torch, a development option the container does not serve, imports these lazily
 DEV_ONLY = {"infer": {"torch", "torchvision", "ultralytics", "onnx"}}
 LOADED = """
@@ -101,7 +106,7 @@ def closure(names: set[str]) -> set[str]:
     return seen
 
 
-@pytest.mark.parametrize("function", ["upload", "status", "infer"])
+@pytest.mark.parametrize("function", list(USES))
 def test_requirements_hold_what_the_function_imports(function):
     if function == "infer" and not MANIFEST.exists():
         pytest.skip(f"{MANIFEST} does not exist yet: infer loads its models when it is imported")

@@ -17,7 +17,7 @@ from google.cloud import firestore, storage, tasks_v2
 from google.cloud.tasks_v2.services.cloud_tasks.transports import CloudTasksGrpcTransport
 
 from devstack import auth_emulator
-from devstack.stack import FUNCTIONS, Stack, service_env, settings
+from devstack.stack import FUNCTIONS, PORTS, Stack, service_env, settings
 from tests.e2e.openapi import checking
 
 TERMINAL = {"done", "rejected", "failed"}
@@ -129,11 +129,7 @@ def api(tmp_path_factory):
             f"{emulator} is missing: install gcloud's cloud-firestore-emulator component "
             "or set FIRESTORE_EMULATOR to its cloud_firestore_emulator script"
         )
-    ports = {
-        key: str(free_port())
-        for key in ("FIRESTORE_PORT", "STORAGE_PORT", "TASKS_PORT", "UPLOAD_PORT", "INFER_PORT", "STATUS_PORT")
-        + ("AUTH_PORT", "AUTH_HUB_PORT", "AUTH_LOGGING_PORT", "WEB_PORT")
-    }
+    ports = {key: str(free_port()) for key in PORTS}  # every part of the stack on a free port
     environ = {
         **os.environ,
         **ports,

@@ -61,7 +61,22 @@ def multipart(fields: list[tuple[str, str, bytes]], encoding: str = "utf-8") -> 
     return body, f"multipart/form-data; boundary={boundary}"
 
 
-# (id, raw body, Content-Type, extra headers, expected status, expected code); accepted ones are in test_flow.
+def many_parts(count: int) -> tuple[bytes, str]:
+    """The photo, then ``count - 1`` tiny fields: 1 MiB of 15,000 parts cost over a second of CPU to parse."""
+    body, content_type = multipart([("image", "a.jpg", JPEG)])
+    boundary = content_type.split("boundary=")[1]
+    fields = b"".join(
+        f'--{boundary}\r\nContent-Disposition: form-data; name="f{i}"\r\n\r\nv\r\n'.encode() for i in range(count - 1)
+    )
+    return body.replace(f"--{boundary}--".encode(), fields + f"--{boundary}--".encode()), content_type
+
+
+def animated(fmt: str) -> bytes:
+    return encoded(LESION, fmt, save_all=True, append_images=[LESION.rotate(90)])
+
+
+# (id, raw body, Content-Type, extra headers, expected status, expected code); accepted ones are in test_flow
+# and test_phone.
 UPLOADS = [
     ("empty body", b"", "image/jpeg", {}, 400, "missing_image"),
     ("truncated jpeg", JPEG[: len(JPEG) // 2], "image/jpeg", {}, 400, "invalid_image"),
@@ -129,6 +144,9 @@ UPLOADS = [
     ("no token", JPEG, "image/jpeg", {"Authorization": ""}, 401, "unauthenticated"),
     ("garbage token", JPEG, "image/jpeg", {"Authorization": "Bearer not-a-jwt"}, 401, "unauthenticated"),
     ("tiff", encoded(LESION, "TIFF"), "image/tiff", {}, 415, "unsupported_media_type"),
+    ("multipart with 15,000 parts", *many_parts(15_000), {}, 400, "invalid_request"),
+    ("animated png", animated("PNG"), "image/png", {}, 415, "unsupported_media_type"),
+    ("animated webp", animated("WEBP"), "image/webp", {}, 415, "unsupported_media_type"),
 ]
 
 

@@ -12,7 +12,7 @@ from google.cloud import storage
 
 from shared.adapters.firestore import JobStore
 from shared.adapters.storage import PhotoStore
-from shared.ports import PhotoNotFound
+from shared.ports import DELETE, PhotoNotFound
 from tests.fakes import FakeJobs, FakePhotos
 
 
@@ -66,3 +66,30 @@ def test_photos_not_found_and_idempotent_delete(photo_store):
     photo_store.delete(path)
     with pytest.raises(PhotoNotFound):
         photo_store.get(path)
+
+
+def test_jobs_keep_the_worker_state_beside_the_document_and_delete_fields(job_store):
+    job_id = secrets.token_hex(12)
+    assert job_store.create(job_id, {"status": "failed", "error": {"code": "x"}}, {"taskNonce": "n1"}) is True
+    first = job_store.get(job_id)
+    assert first.data == {"status": "failed", "error": {"code": "x"}} and first.worker == {"taskNonce": "n1"}
+    written = job_store.update_if_unchanged(
+        job_id, {"status": "queued", "error": DELETE}, first.update_time, {"taskNonce": "n2", "leaseOwner": None}
+    )
+    assert written is not None
+    second = job_store.get(job_id)
+    assert second.data == {"status": "queued"} and second.worker == {"taskNonce": "n2", "leaseOwner": None}
+    stale = job_store.update_if_unchanged(job_id, {"status": "done"}, first.update_time, {"taskNonce": "n3"})
+    assert stale is None and job_store.get(job_id).worker["taskNonce"] == "n2", "a stale write changes neither"
+    assert job_id in set(job_store.with_status(["queued", "processing"]))
+    assert job_id not in set(job_store.with_status(["done"]))
+    job_store.delete(job_id)
+    assert job_store.get(job_id) is None
+    assert job_store.create(job_id, {"status": "queued"}) and job_store.get(job_id).worker == {}, "no old worker state"
+
+
+def test_a_stored_photo_is_never_replaced(photo_store):
+    path = f"uploads/contract/{secrets.token_hex(8)}.jpg"
+    assert photo_store.put(path, b"\xff\xd8\xfffirst", "image/jpeg") is True
+    assert photo_store.put(path, b"\xff\xd8\xffsecond", "image/jpeg") is False
+    assert photo_store.get(path) == b"\xff\xd8\xfffirst"

@@ -2,16 +2,27 @@
 
 import io
 import struct
+import subprocess
+import sys
 import zlib
 
 import numpy as np
 import pytest
-from PIL import Image
+from PIL import Image, ImageCms
 
 from devstack.sample import synthetic_lesion
-from shared.analysis.imaging import decode, encode_jpeg, sniff
+from shared.analysis.imaging import decode, display_p3_icc, encode_jpeg, probe, sniff
 from shared.errors import ServiceError
-from tests.conftest import encoded, jpeg_bytes
+from tests.conftest import REPO, encoded, jpeg_bytes
+from tests.phone_files import (
+    IPHONE_JPEG,
+    NO_IPHONE,
+    metadata_segments,
+    mpo,
+    private_jpeg,
+    segments,
+    ultra_hdr,
+)
 
 LESION = synthetic_lesion(320, 240, seed=3)
 
@@ -74,7 +85,7 @@ def test_transparent_pixels_are_composited_on_white():
 def png_header_only(width: int, height: int) -> bytes:
     """A PNG that claims a huge size: the bomb must be refused from its header alone."""
     ihdr = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
-    chunk = lambda kind, body: struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body))
+    chunk = lambda kind, body: struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body))  # noqa: E731
     return (
         b"\x89PNG\r\n\x1a\n"
         + chunk(b"IHDR", ihdr)
@@ -125,6 +136,211 @@ def test_size_limits():
     assert code_of(encoded(Image.new("RGB", (1, 1)), "PNG")) == (422, "image_too_small")
     assert code_of(encoded(Image.new("RGB", (200, 63)), "PNG")) == (422, "image_too_small")
     assert decode(encoded(Image.new("RGB", (64, 64)), "PNG")).width == 64
+
+
+def test_animated_webp_is_refused():
+    webp = encoded(LESION, "WEBP", save_all=True, append_images=[LESION.rotate(90)])
+    assert code_of(webp) == (415, "unsupported_media_type")
+
+
+# -- what phones send ------------------------------------------------------------------------------------------
+
+
+def test_real_iphone_photo_decodes_its_primary_image_in_srgb():
+    if not IPHONE_JPEG.is_file():
+        pytest.skip(NO_IPHONE)
+    data = IPHONE_JPEG.read_bytes()
+    raw = Image.open(io.BytesIO(data))
+    assert raw.format == "MPO" and raw.n_frames == 2  # the photo and its HDR gain map
+    photo = decode(data, "image/jpeg")
+    assert photo.format == "jpeg" and (photo.width, photo.height) == (1528, 1360) and photo.image.mode == "RGB"
+    expected = ImageCms.profileToProfile(
+        raw.convert("RGB"),
+        ImageCms.ImageCmsProfile(io.BytesIO(raw.info["icc_profile"])),
+        ImageCms.createProfile("sRGB"),
+        outputMode="RGB",
+    )
+    as_stored = np.asarray(raw.convert("RGB"), np.float32)
+    converted = np.asarray(photo.image, np.float32)
+    assert np.abs(converted - np.asarray(expected, np.float32)).mean() < 0.5
+    assert np.abs(converted - as_stored).mean() > 0.5  # Display P3 numbers are not sRGB numbers
+    assert photo.image.info == {} and metadata_segments(encode_jpeg(photo.image)) == []
+
+
+@pytest.mark.parametrize("extra", ["gain map", "depth map", "stereo pair"])
+def test_multi_picture_jpeg_decodes_its_primary_image(extra):
+    primary = synthetic_lesion(400, 300, seed=9)
+    others = {
+        "gain map": [primary.convert("L").resize((100, 75))],
+        "depth map": [Image.new("L", (640, 480), 90)],
+        "stereo pair": [synthetic_lesion(400, 300, seed=10), Image.new("L", (40, 30))],
+    }[extra]
+    data = mpo(primary, *others)
+    assert Image.open(io.BytesIO(data)).n_frames == 1 + len(others)
+    photo = decode(data, "image/jpeg")
+    assert (photo.width, photo.height) == (400, 300) and photo.image.size == (400, 300)
+    assert np.abs(np.asarray(photo.image, np.float32) - np.asarray(primary, np.float32)).mean() < 3
+    reduced = decode(data, reduce_to=100)  # the DCT-scaled decode reads the primary image too
+    assert reduced.image.size == (200, 150) and (reduced.width, reduced.height) == (400, 300)
+
+
+def test_ultra_hdr_jpeg_decodes_its_primary_image():
+    primary = synthetic_lesion(400, 300, seed=11)
+    photo = decode(ultra_hdr(primary), "image/jpeg")
+    assert (photo.width, photo.height) == (400, 300)
+    assert np.abs(np.asarray(photo.image, np.float32) - np.asarray(primary, np.float32)).mean() < 3
+
+
+def test_heic_with_several_images_decodes_the_primary_one():
+    import pillow_heif
+
+    other, primary = Image.new("RGB", (160, 120), (200, 30, 30)), Image.new("RGB", (128, 96), (30, 200, 30))
+    heif = pillow_heif.from_pillow(other)
+    heif.add_from_pillow(primary)
+    buffer = io.BytesIO()
+    heif.save(buffer, quality=90, primary_index=1)
+    photo = decode(buffer.getvalue(), "image/heic")
+    assert (photo.width, photo.height) == (128, 96)
+    red, green, _ = photo.image.getpixel((60, 50))
+    assert green > 150 and red < 80
+
+
+# -- colour ----------------------------------------------------------------------------------------------------
+
+P3_SKIN = (200, 100, 80)
+
+
+@pytest.mark.parametrize("fmt", ["JPEG", "PNG", "WEBP", "HEIF"])
+def test_display_p3_photo_is_converted_to_srgb(fmt):
+    tagged = encoded(
+        Image.new("RGB", (96, 96), P3_SKIN),
+        fmt,
+        icc_profile=display_p3_icc(),
+        **({"quality": 100} if fmt != "PNG" else {}),
+    )
+    red, green, blue = np.asarray(decode(tagged).image, np.float32).reshape(-1, 3).mean(axis=0)
+    # the same numbers mean a more saturated colour in P3: in sRGB red rises and green and blue fall (~215, 93, 72)
+    assert red > P3_SKIN[0] + 8 and green < P3_SKIN[1] - 4 and blue < P3_SKIN[2] - 4
+    untagged = np.asarray(decode(encoded(Image.new("RGB", (96, 96), P3_SKIN), fmt)).image, np.float32)
+    assert np.abs(untagged.reshape(-1, 3).mean(axis=0) - P3_SKIN).max() < 3  # no profile: sRGB already
+
+
+@pytest.mark.parametrize("primaries,converted", [(12, True), (1, False)])
+def test_heic_naming_p3_by_nclx_code_points_is_converted_and_srgb_is_not(primaries, converted):
+    import pillow_heif
+
+    heif = pillow_heif.from_pillow(Image.new("RGB", (96, 96), P3_SKIN))
+    heif.info["nclx_profile"] = {
+        "color_primaries": primaries,
+        "transfer_characteristics": 13,
+        "matrix_coefficients": 6,
+        "full_range_flag": 1,
+    }
+    buffer = io.BytesIO()
+    heif.save(buffer, quality=100, save_nclx_profile=True)
+    red, green, _ = np.asarray(decode(buffer.getvalue()).image, np.float32).reshape(-1, 3).mean(axis=0)
+    assert (red > P3_SKIN[0] + 8 and green < P3_SKIN[1] - 4) == converted
+
+
+def test_the_built_in_display_p3_profile_converts_as_apples_does():
+    if not IPHONE_JPEG.is_file():
+        pytest.skip(NO_IPHONE)
+    apple = ImageCms.ImageCmsProfile(io.BytesIO(Image.open(IPHONE_JPEG).info["icc_profile"]))
+    pixels = Image.fromarray(np.random.default_rng(0).integers(0, 256, (64, 64, 3), dtype=np.uint8))
+    srgb = ImageCms.createProfile("sRGB")
+    ours = ImageCms.profileToProfile(pixels, ImageCms.ImageCmsProfile(io.BytesIO(display_p3_icc())), srgb)
+    theirs = ImageCms.profileToProfile(pixels, apple, srgb)
+    assert np.abs(np.asarray(ours, np.float32) - np.asarray(theirs, np.float32)).max() <= 1
+
+
+def test_a_broken_or_grey_profile_leaves_the_colours_as_stored():
+    broken = encoded(Image.new("RGB", (96, 96), P3_SKIN), "PNG", icc_profile=b"not a profile" * 20)
+    assert decode(broken).image.getpixel((5, 5)) == P3_SKIN
+
+
+# -- nothing private kept ----------------------------------------------------------------------------------------
+
+
+def test_stored_jpeg_carries_no_metadata_at_all():
+    source = private_jpeg(LESION)
+    assert {"COM", "APP1", "APP2", "APP13"} <= set(metadata_segments(source))
+    stored = encode_jpeg(decode(source).image)
+    assert metadata_segments(stored) == []
+    assert b"Jane Doe" not in stored and b"PhoneMaker" not in stored
+    assert [marker for marker, _ in segments(stored)][0] == 0xE0  # only the bare JFIF header before the tables
+
+
+def test_png_text_and_exif_are_not_carried_into_the_stored_jpeg():
+    from PIL import PngImagePlugin
+
+    text = PngImagePlugin.PngInfo()
+    text.add_text("Comment", "patient Jane Doe")
+    exif = Image.Exif()
+    exif[0x010F] = "PhoneMaker"
+    stored = encode_jpeg(decode(encoded(LESION, "PNG", pnginfo=text, exif=exif.tobytes())).image)
+    assert metadata_segments(stored) == [] and b"Jane Doe" not in stored
+
+
+# -- cheap checks first, and memory ------------------------------------------------------------------------------
+
+
+def test_probe_refuses_from_the_header_what_decode_would_refuse():
+    for data, expected in [
+        (png_header_only(20000, 20000), (422, "image_too_large")),
+        (encoded(Image.new("RGB", (200, 63)), "PNG"), (422, "image_too_small")),
+        (encoded(LESION, "WEBP", save_all=True, append_images=[LESION.rotate(90)]), (415, "unsupported_media_type")),
+        (b"%PDF-1.7", (415, "unsupported_media_type")),
+    ]:
+        with pytest.raises(ServiceError) as caught:
+            probe(data)
+        assert (caught.value.status, caught.value.code) == expected
+    whole = jpeg_bytes(LESION)
+    truncated = whole[: len(whole) // 2]  # the header and half the pixels: only decoding finds out
+    assert probe(truncated).format == "jpeg" and code_of(truncated) == (400, "invalid_image")
+
+
+def test_sixteen_bit_grey_is_scaled_not_clipped():
+    ramp = np.linspace(0, 65535, 256 * 64).reshape(64, 256).astype("<u2")
+    photo = decode(encoded(Image.fromarray(ramp), "PNG"), keep_grey=True)
+    assert photo.image.mode == "L"
+    assert np.abs(np.asarray(photo.image, np.float32) - ramp / 257.0).max() <= 1.0
+    assert decode(encoded(Image.fromarray(ramp), "PNG")).image.mode == "RGB"
+
+
+MEASURE = """
+import sys
+from shared.analysis.imaging import decode, encode_jpeg
+
+def status_kb(field):  # this process's own figures (ru_maxrss would include the parent's, from before exec)
+    with open("/proc/self/status") as status:
+        return next(int(line.split()[1]) for line in status if line.startswith(field + ":"))
+
+data = open(sys.argv[1], "rb").read()
+before = status_kb("VmRSS")
+stored = encode_jpeg(decode(data, keep_grey=True).image)
+print((status_kb("VmHWM") - before) // 1024)
+"""
+
+
+@pytest.mark.slow
+def test_forty_megapixel_sixteen_bit_png_decodes_in_little_memory(tmp_path):
+    """~100 KB of 16-bit PNG, 40 MP: before, a float64 copy made it cost ~1 GiB; now ~130 MB (16-bit + 8-bit)."""
+    side = 6300
+    ramp = np.tile(np.arange(side, dtype=np.uint16)[None, :] * 10, (side, 1)).astype("<u2")
+    path = tmp_path / "sixteen.png"
+    Image.fromarray(ramp).save(path, "PNG", compress_level=9)
+    del ramp
+    assert path.stat().st_size < 200_000
+    done = subprocess.run(
+        [sys.executable, "-c", MEASURE, str(path)],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={"PYTHONPATH": str(REPO), "PATH": "/usr/bin:/bin"},
+    )
+    assert done.returncode == 0, done.stderr
+    assert int(done.stdout) < 200, f"decoding and re-encoding took {done.stdout.strip()} MB more"
 
 
 def test_stored_jpeg_has_no_exif_location():

@@ -14,9 +14,11 @@ from PIL import Image
 from shared.domain import jobs
 from shared.errors import ServiceError, Unavailable
 from shared.usecases import infer, status, upload
+from tests.conftest import contract_job_fields
 from tests.fakes import FakeJobs, FakePhotos, FakeQueue, FakeQuotas, fake_deps
 
 UID, OTHER = "user-a", "user-b"
+CONTRACT_FIELDS = contract_job_fields()  # ../shared/API.md: the job document holds these and no others
 
 
 def png(width: int = 96, height: int = 80) -> bytes:
@@ -69,6 +71,11 @@ def queued_job(deps, key: str | None = None) -> str:
     return outcome.body["jobId"]
 
 
+def hold(deps, job_id: str, job: dict, worker: dict) -> None:
+    """Put the job in a state (its document's fields and its worker state), as another delivery would."""
+    assert deps.jobs.update_if_unchanged(job_id, job, deps.jobs.get(job_id).update_time, worker) is not None
+
+
 def deliver(deps, job_id: str, analyze=None, retry_count: int = 0):
     return infer.deliver(deps, analyze or Analyzer(), job_id, retry_count)
 
@@ -109,8 +116,11 @@ def test_a_refused_photo_stores_nothing_and_takes_no_quota(deps, data, content_t
 
 
 def test_the_same_key_replays_the_job_and_asks_again_for_its_task(deps):
-    job_id = queued_job(deps, "key-1")
-    deps.queue.created.clear()  # as if the first request stopped before its task was created
+    deps.queue.fail.add("enqueue")  # the first request stops before its task is created
+    with pytest.raises(Unavailable):
+        upload.upload(deps, UID, png(), "image/png", "key-1")
+    deps.queue.fail.clear()
+    job_id = jobs.new_job_id(UID, "key-1")
     again = upload.upload(deps, UID, png(), "image/png", "key-1")
     assert again.status == 200 and again.body["jobId"] == job_id and again.log["replay"]
     assert deps.queue.created == [job_id] and len(deps.jobs.docs) == 1 and len(deps.photos.objects) == 1
@@ -202,7 +212,8 @@ def test_a_delivery_claims_analyses_and_writes_the_result_once(deps):
     job = deps.jobs.data(job_id)
     assert outcome.status == 200 and outcome.body == {"jobId": job_id, "status": "done"} and outcome.log["written"]
     assert job["status"] == "done" and job["result"] == analyzer.analysis.result and job["attempts"] == 1
-    assert job["leaseOwner"] is None and job["leaseUntil"] is None and analyzer.calls == 1
+    worker = deps.jobs.workers[job_id]
+    assert worker["leaseOwner"] is None and worker["leaseUntil"] is None and analyzer.calls == 1
 
 
 def test_at_least_once_delivery_analyses_once(deps):
@@ -241,23 +252,32 @@ def test_a_live_lease_makes_a_second_delivery_wait_then_answer_busy(monkeypatch)
     deps = fake_deps(LEASE_SECONDS="0")  # the wait is bounded by the lease: about a second here
     monkeypatch.setattr(infer, "BUSY_POLL_SECONDS", 0.05)
     job_id = queued_job(deps)
-    held = {"status": "processing", "leaseOwner": "other", "leaseUntil": infer.utcnow() + dt.timedelta(hours=1)}
-    deps.jobs.update_if_unchanged(job_id, held, deps.jobs.get(job_id).update_time)
+    hold(
+        deps,
+        job_id,
+        {"status": "processing"},
+        {"leaseOwner": "other", "leaseUntil": infer.utcnow() + dt.timedelta(hours=1)},
+    )
     analyzer = Analyzer()
     with pytest.raises(ServiceError) as busy:
         deliver(deps, job_id, analyzer)
-    assert busy.value.status == 409 and analyzer.calls == 0 and deps.jobs.data(job_id)["leaseOwner"] == "other"
+    assert busy.value.status == 409 and analyzer.calls == 0 and deps.jobs.workers[job_id]["leaseOwner"] == "other"
 
 
 def test_a_waiting_delivery_answers_once_the_holder_finishes(deps, monkeypatch):
     monkeypatch.setattr(infer, "BUSY_POLL_SECONDS", 0.01)
     job_id = queued_job(deps)
-    holder = {"status": "processing", "leaseOwner": "other", "leaseUntil": infer.utcnow() + dt.timedelta(hours=1)}
-    deps.jobs.update_if_unchanged(job_id, holder, deps.jobs.get(job_id).update_time)
+    hold(
+        deps,
+        job_id,
+        {"status": "processing"},
+        {"leaseOwner": "other", "leaseUntil": infer.utcnow() + dt.timedelta(hours=1)},
+    )
 
     def holder_finishes():
         snapshot = deps.jobs.get(job_id)
-        deps.jobs.update_if_unchanged(job_id, jobs.finish("done", infer.utcnow(), result={}), snapshot.update_time)
+        change = jobs.finish("done", infer.utcnow(), result={})
+        deps.jobs.update_if_unchanged(job_id, change.job, snapshot.update_time, change.worker)
 
     analyzer = Analyzer()
     reads = []
@@ -276,16 +296,11 @@ def test_a_waiting_delivery_answers_once_the_holder_finishes(deps, monkeypatch):
 
 def test_an_expired_lease_is_taken_over(deps):
     job_id = queued_job(deps)
-    crashed = {
-        "status": "processing",
-        "attempts": 1,
-        "leaseOwner": "crashed",
-        "leaseUntil": infer.utcnow() - dt.timedelta(seconds=1),
-    }
-    deps.jobs.update_if_unchanged(job_id, crashed, deps.jobs.get(job_id).update_time)
+    crashed = {"leaseOwner": "crashed", "leaseUntil": infer.utcnow() - dt.timedelta(seconds=1)}
+    hold(deps, job_id, {"status": "processing", "attempts": 1}, crashed)
     outcome = deliver(deps, job_id, retry_count=1)
     job = deps.jobs.data(job_id)
-    assert outcome.body["status"] == "done" and job["attempts"] == 2 and job["leaseOwner"] is None
+    assert outcome.body["status"] == "done" and job["attempts"] == 2 and deps.jobs.workers[job_id]["leaseOwner"] is None
 
 
 def test_a_failed_attempt_hands_the_job_back_for_the_next_one(deps):
@@ -294,7 +309,10 @@ def test_a_failed_attempt_hands_the_job_back_for_the_next_one(deps):
         deliver(deps, job_id, Analyzer(error=RuntimeError("model crashed")), retry_count=0)
     job = deps.jobs.data(job_id)
     assert retry.value.status == 503
-    assert job["status"] == "queued" and job["lastError"]["code"] == "analysis_failed" and job["leaseOwner"] is None
+    worker = deps.jobs.workers[job_id]
+    assert (
+        job["status"] == "queued" and worker["lastError"]["code"] == "analysis_failed" and worker["leaseOwner"] is None
+    )
     assert deliver(deps, job_id, retry_count=1).body["status"] == "done"
     assert deps.jobs.data(job_id)["attempts"] == 2
 
@@ -304,7 +322,7 @@ def test_storage_down_is_retried_until_the_last_attempt_which_writes_failed(deps
     deps.photos.fail.add("get")
     with pytest.raises(Unavailable):
         deliver(deps, job_id, retry_count=1)
-    assert deps.jobs.data(job_id)["lastError"]["code"] == "unavailable"
+    assert deps.jobs.workers[job_id]["lastError"]["code"] == "unavailable"
     outcome = deliver(deps, job_id, retry_count=2)  # MAX_ATTEMPTS=3: the third delivery is the last
     job = deps.jobs.data(job_id)
     assert outcome.status == 200 and job["status"] == "failed" and job["error"]["code"] == "unavailable"
@@ -315,7 +333,8 @@ def test_the_last_attempt_writes_failed_and_answers_200(deps):
     outcome = deliver(deps, job_id, Analyzer(error=RuntimeError("model crashed")), retry_count=2)
     job = deps.jobs.data(job_id)
     assert outcome.status == 200 and outcome.body["status"] == "failed"
-    assert job["status"] == "failed" and job["error"]["code"] == "analysis_failed" and job["leaseOwner"] is None
+    assert job["status"] == "failed" and job["error"]["code"] == "analysis_failed"
+    assert deps.jobs.workers[job_id]["leaseOwner"] is None
 
 
 def test_a_photo_that_is_gone_fails_the_job_at_once(deps):
@@ -346,10 +365,10 @@ def test_erase_racing_infer_leaves_nothing_behind(deps):
 def test_the_owner_reads_the_public_view(deps):
     job_id = queued_job(deps)
     with pytest.raises(Unavailable):
-        deliver(deps, job_id, Analyzer(error=RuntimeError("crash")))  # leaves lastError and lease fields
+        deliver(deps, job_id, Analyzer(error=RuntimeError("crash")))  # a lease taken and a last error
     view = status.read(deps, UID, job_id).body
     assert view["jobId"] == job_id and view["status"] == "queued"
-    assert not {"leaseOwner", "leaseUntil", "lastError"} & view.keys()
+    assert set(view) - {"jobId"} <= CONTRACT_FIELDS and deps.jobs.workers[job_id]["lastError"]
     assert view["createdAt"].endswith("Z") and dt.datetime.fromisoformat(view["createdAt"])
 
 
@@ -388,20 +407,19 @@ def test_a_stale_job_is_reported_and_written_failed(deps):
 
 def test_a_crashed_last_attempt_is_reported_failed(deps):
     job_id = queued_job(deps)
-    crashed = {
-        "status": "processing",
-        "attempts": deps.config.MAX_ATTEMPTS,
-        "leaseOwner": "crashed",
-        "leaseUntil": infer.utcnow() - dt.timedelta(seconds=1),
-    }
-    deps.jobs.update_if_unchanged(job_id, crashed, deps.jobs.get(job_id).update_time)
+    crashed = {"leaseOwner": "crashed", "leaseUntil": infer.utcnow() - dt.timedelta(seconds=1)}
+    hold(deps, job_id, {"status": "processing", "attempts": deps.config.MAX_ATTEMPTS}, crashed)
     assert status.read(deps, UID, job_id).body["status"] == "failed"
 
 
 def test_a_job_still_in_its_lease_is_not_failed(deps):
     job_id = queued_job(deps)
-    live = {"status": "processing", "attempts": 3, "leaseOwner": "x", "leaseUntil": infer.utcnow() + dt.timedelta(60)}
-    deps.jobs.update_if_unchanged(job_id, live, deps.jobs.get(job_id).update_time)
+    hold(
+        deps,
+        job_id,
+        {"status": "processing", "attempts": 3},
+        {"leaseOwner": "x", "leaseUntil": infer.utcnow() + dt.timedelta(60)},
+    )
     assert status.read(deps, UID, job_id).body["status"] == "processing"
 
 
@@ -412,7 +430,8 @@ def test_a_stale_job_that_finishes_meanwhile_is_shown_as_finished(deps):
 
     def finishes():  # infer writes its result between status's read and its conditional write
         snapshot = deps.jobs.get(job_id)
-        deps.jobs.update_if_unchanged(job_id, jobs.finish("done", infer.utcnow(), result={}), snapshot.update_time)
+        change = jobs.finish("done", infer.utcnow(), result={})
+        deps.jobs.update_if_unchanged(job_id, change.job, snapshot.update_time, change.worker)
 
     deps.jobs.before["update"] = finishes
     status.read(deps, UID, job_id)

@@ -1,0 +1,45 @@
+"""The multipart reader of the upload edge: one photo in the field 'image', and a cap on the number of parts."""
+
+from __future__ import annotations
+
+import pytest
+from werkzeug.test import EnvironBuilder
+from werkzeug.wrappers import Request
+
+from shared.errors import ServiceError
+from shared.http import MAX_FORM_PARTS, read_image
+
+LIMIT = 10 * 1024 * 1024
+
+
+def many_parts(count: int, photo: bytes = b"\xff\xd8\xff photo") -> Request:
+    """The photo first, then ``count - 1`` tiny text fields: about 60 bytes a part."""
+    boundary = "----parts"
+    body = (
+        (
+            f'--{boundary}\r\nContent-Disposition: form-data; name="image"; filename="a.jpg"\r\n'
+            f"Content-Type: image/jpeg\r\n\r\n"
+        ).encode()
+        + photo
+        + b"\r\n"
+    )
+    body += b"".join(
+        f'--{boundary}\r\nContent-Disposition: form-data; name="f{i}"\r\n\r\nv\r\n'.encode() for i in range(count - 1)
+    )
+    body += f"--{boundary}--\r\n".encode()
+    return Request(
+        EnvironBuilder(method="POST", data=body, content_type=f"multipart/form-data; boundary={boundary}").get_environ()
+    )
+
+
+def test_a_photo_with_a_few_fields_is_read():
+    data, content_type = read_image(many_parts(MAX_FORM_PARTS), LIMIT)
+    assert data == b"\xff\xd8\xff photo" and content_type == "image/jpeg"
+
+
+@pytest.mark.parametrize("count", [MAX_FORM_PARTS + 1, 15_000])
+def test_too_many_parts_is_a_clear_400_before_parsing_them_all(count):
+    with pytest.raises(ServiceError) as caught:
+        read_image(many_parts(count), LIMIT)
+    assert (caught.value.status, caught.value.code) == (400, "invalid_request")
+    assert f"more than {MAX_FORM_PARTS} parts" in caught.value.message
