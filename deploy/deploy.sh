@@ -102,7 +102,8 @@ mkdir -p "$WORK_DIR"
 # --- APIs, Firestore, bucket -------------------------------------------------------------------------------------
 run gc services enable run.googleapis.com cloudfunctions.googleapis.com cloudbuild.googleapis.com \
   artifactregistry.googleapis.com cloudtasks.googleapis.com firestore.googleapis.com storage.googleapis.com \
-  iam.googleapis.com logging.googleapis.com firebaserules.googleapis.com cloudscheduler.googleapis.com
+  iam.googleapis.com logging.googleapis.com firebaserules.googleapis.com cloudscheduler.googleapis.com \
+  identitytoolkit.googleapis.com
 
 if ! exists gc firestore databases describe --database='(default)'; then
   run gc firestore databases create --database='(default)' --location="$FIRESTORE_LOCATION" --type=firestore-native
@@ -153,6 +154,11 @@ done
 for email in "$UPLOAD_EMAIL" "$STATUS_EMAIL" "$INFER_EMAIL" "$SWEEP_EMAIL"; do
   retry run gc projects add-iam-policy-binding "$PROJECT" --member="serviceAccount:$email" \
     --role=roles/datastore.user --condition=None
+done
+# upload and status verify ID tokens with check_revoked=True: a look-up of the user in Firebase Auth (read only).
+for email in "$UPLOAD_EMAIL" "$STATUS_EMAIL"; do
+  retry run gc projects add-iam-policy-binding "$PROJECT" --member="serviceAccount:$email" \
+    --role=roles/firebaseauth.viewer --condition=None
 done
 # On the bucket, each function gets a custom role with exactly the object permissions it uses.
 custom_role() {  # ID TITLE PERMISSIONS: a project custom role, created or brought up to date

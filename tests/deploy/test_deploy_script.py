@@ -183,12 +183,17 @@ def test_least_privilege_bindings(commands):
     enqueue = one(commands, "gcloud", "tasks", "queues", "add-iam-policy-binding", "infer")
     assert "--role=roles/cloudtasks.enqueuer" in enqueue
     project_roles = {
-        arg
+        (cmd[4].split("@")[0], cmd[5])
         for cmd in find(commands, "gcloud", "projects", "add-iam-policy-binding")
-        for arg in cmd
-        if arg.startswith("--role=")
     }
-    assert project_roles == {"--role=roles/datastore.user"}
+    assert project_roles == {
+        *((f"--member=serviceAccount:skin-{sa}", "--role=roles/datastore.user") for sa in ("upload", "status", "infer", "sweep")),
+        # check_revoked=True looks the user up in Firebase Auth: upload and status may read users, nothing more
+        ("--member=serviceAccount:skin-upload", "--role=roles/firebaseauth.viewer"),
+        ("--member=serviceAccount:skin-status", "--role=roles/firebaseauth.viewer"),
+    }
+    enabled = one(commands, "gcloud", "services", "enable")
+    assert "identitytoolkit.googleapis.com" in enabled
     bucket = {
         (cmd[5].split("@")[0], cmd[6])
         for cmd in find(commands, "gcloud", "storage", "buckets", "add-iam-policy-binding")
