@@ -25,7 +25,11 @@ def setting(default: str, meaning: str) -> Any:
 
 
 def _bool(value: str) -> bool:
-    return value.strip().lower() in {"1", "true", "yes", "on"}
+    """true/false, 1/0, yes/no, on/off; anything else is an error, so a typo cannot turn a check off."""
+    word = value.strip().lower()
+    if word not in {"1", "true", "yes", "on", "0", "false", "no", "off"}:
+        raise ValueError("expected true or false")
+    return word in {"1", "true", "yes", "on"}
 
 
 def _list(value: str) -> tuple[str, ...]:

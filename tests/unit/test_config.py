@@ -21,6 +21,18 @@ def test_environment_overrides_and_bad_values_name_the_variable():
         config.load({"MAX_ATTEMPTS": "five"})
 
 
+@pytest.mark.parametrize(
+    ("raw", "value"), [("true", True), (" On ", True), ("1", True), ("false", False), ("no", False)]
+)
+def test_booleans_parse(raw, value):
+    assert config.load({"APP_CHECK_REQUIRED": raw}).APP_CHECK_REQUIRED is value
+
+
+def test_a_misspelt_boolean_is_refused_rather_than_read_as_false():
+    with pytest.raises(ValueError, match="APP_CHECK_REQUIRED"):
+        config.load({"APP_CHECK_REQUIRED": "ture"})
+
+
 def test_readme_table_is_the_generated_one():
     assert config.markdown_table() in (REPO / "README.md").read_text(), "run `make config-table` and paste it"
 
