@@ -78,6 +78,8 @@ def idempotency_key(request: Request) -> str | None:
 
 
 def cors_headers(request: Request, allowed_origins: tuple[str, ...]) -> dict[str, str]:
+    """CORS headers for this request; ``Vary: Origin`` on every answer once any origin is allowed, so a cache never
+    serves one origin's answer to another."""
     origin = request.headers.get("Origin")
     if origin and origin in allowed_origins:
         return {
@@ -85,7 +87,7 @@ def cors_headers(request: Request, allowed_origins: tuple[str, ...]) -> dict[str
             "Vary": "Origin",
             "Access-Control-Expose-Headers": "Location, Retry-After",
         }
-    return {}
+    return {"Vary": "Origin"} if allowed_origins else {}
 
 
 def respond(request: Request, deps, function: str, handler: Callable[[], Outcome], methods: str):
@@ -94,7 +96,7 @@ def respond(request: Request, deps, function: str, handler: Callable[[], Outcome
     cors = cors_headers(request, deps.config.ALLOWED_ORIGINS)
     log: dict = {}
     if request.method == "OPTIONS":
-        if request.headers.get("Origin") and not cors:
+        if request.headers.get("Origin") and "Access-Control-Allow-Origin" not in cors:
             outcome = Outcome(403, ServiceError(403, "origin_not_allowed", "This origin may not call the API.").body())
         else:
             outcome = Outcome(

@@ -14,6 +14,7 @@ import pytest
 
 from shared import config
 from shared.domain import jobs
+from shared.labels import MALIGNANT, group_of
 from tests.conftest import REPO
 
 RFC3339 = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d+)?Z$")
@@ -82,15 +83,14 @@ def test_upload_to_done_with_every_field_of_the_contract(api, photo):
     assessment = result["assessment"]
     assert set(assessment) == {"label", "confidence", "scores", "malignant", "models"}
     assert set(assessment["scores"]) == DIAGNOSES and abs(sum(assessment["scores"].values()) - 1) < 1e-6
-    assert abs(assessment["malignant"] - sum(assessment["scores"][c] for c in ("mel", "bcc", "akiec"))) < 1e-6
-    malignant = {"mel", "bcc", "akiec"}
-    group = "malignant" if result["check"]["label"] in malignant else "benign"
-    assert result["check"]["agrees"] == (group == result["binary"]["label"])
+    assert abs(assessment["malignant"] - sum(assessment["scores"][c] for c in MALIGNANT)) < 1e-6
+    assert result["check"]["agrees"] == (group_of(result["check"]["label"]) == result["binary"]["label"])
     threshold = float(api.stack.environ.get("CONF_THRESHOLD", config.load({}).CONF_THRESHOLD))
-    said = "malignant" if assessment["label"] in malignant else "benign"
-    reference = "malignant" if result["reference"]["label"] in malignant else "benign"
+    said = group_of(assessment["label"])
     assert result["conclusive"] == (
-        assessment["confidence"] >= threshold and result["binary"]["label"] == said and reference == said
+        assessment["confidence"] >= threshold
+        and result["binary"]["label"] == said
+        and group_of(result["reference"]["label"]) == said
     )
     manifest = json.loads((REPO / "models/manifest.json").read_text())["models"]
     for role in ("binary", "diagnosis", "check", "reference"):

@@ -123,6 +123,8 @@ def test_cors_preflight_and_allow_list(api):
     assert (
         "Access-Control-Allow-Origin" not in plain.headers and plain.headers.get("Access-Control-Allow-Origin") != "*"
     )
+    # the answer depends on the Origin, allowed or not: caches must key on it
+    assert refused.headers["Vary"] == plain.headers["Vary"] == allowed.headers["Vary"] == "Origin"
 
 
 def test_upload_quota_holds_in_firestore_and_answers_429(api, sharp_jpeg):
