@@ -183,11 +183,13 @@ def test_least_privilege_bindings(commands):
     enqueue = one(commands, "gcloud", "tasks", "queues", "add-iam-policy-binding", "infer")
     assert "--role=roles/cloudtasks.enqueuer" in enqueue
     project_roles = {
-        (cmd[4].split("@")[0], cmd[5])
-        for cmd in find(commands, "gcloud", "projects", "add-iam-policy-binding")
+        (cmd[4].split("@")[0], cmd[5]) for cmd in find(commands, "gcloud", "projects", "add-iam-policy-binding")
     }
     assert project_roles == {
-        *((f"--member=serviceAccount:skin-{sa}", "--role=roles/datastore.user") for sa in ("upload", "status", "infer", "sweep")),
+        *(
+            (f"--member=serviceAccount:skin-{sa}", "--role=roles/datastore.user")
+            for sa in ("upload", "status", "infer", "sweep")
+        ),
         # check_revoked=True looks the user up in Firebase Auth: upload and status may read users, nothing more
         ("--member=serviceAccount:skin-upload", "--role=roles/firebaseauth.viewer"),
         ("--member=serviceAccount:skin-status", "--role=roles/firebaseauth.viewer"),
