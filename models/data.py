@@ -80,6 +80,13 @@ def read_split(path: Path) -> dict[str, str]:
         return {row["image_id"]: row["split"] for row in csv.DictReader(handle)}
 
 
+def label_indices(samples: list[Sample], labels: tuple[str, ...]) -> np.ndarray:
+    """Each sample's index in ``labels``: its diagnosis, or its benign/malignant group for the binary labels."""
+    to_label = binary_label if labels == BINARY_LABELS else (lambda dx: dx)
+    index = {label: i for i, label in enumerate(labels)}
+    return np.array([index[to_label(s.dx)] for s in samples], dtype=np.int64)
+
+
 def load_pixels(samples: list[Sample], size: int) -> np.ndarray:
     """Decode and prepare every image exactly as inference does; N x size x size x 3 uint8."""
     out = np.empty((len(samples), size, size, 3), dtype=np.uint8)

@@ -11,6 +11,10 @@ a temperature fitted by NLL on the validation split; for the 7-class models a de
 ``DECISION_PRIOR_POWER``); and ``models/manifest.json``, which the service reads. The float16 storage is checked
 against float32 and int8 (dynamic, static) on the validation lesions; the figures go to the manifest
 (``precision_study``) and the model card.
+
+The units, in order: the exporter (``load_student``, ``export_student``, ``check_parity``), the precision study
+(``int8_variants``, ``precision_study``), the calibration (``calibration``, with ``models.fit.fit_temperature``) and
+the manifest (``manifest_entry``); ``export_role`` runs them for one student.
 """
 
 from __future__ import annotations
@@ -21,19 +25,24 @@ import hashlib
 import json
 import tempfile
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import onnx
 import torch
 from onnx import TensorProto, helper, numpy_helper
-from sklearn.metrics import roc_auc_score
 
-from models.data import BINARY_LABELS, DIAGNOSIS_LABELS, binary_label, load_pixels, load_samples, read_split
-from models.train import MODELS_DIR, SPECS, balanced_accuracy, build_model, logits_of, weights_path
+from models.data import Sample, label_indices, load_pixels, load_samples, read_split
+from models.fit import fit_temperature
+from models.metrics import auc, balanced_accuracy, macro_auc
+from models.specs import STUDENTS
+from models.train import MODELS_DIR, build_model, logits_of, weights_path
+from shared.analysis.calibration import log_probs
 from shared.analysis.onnx_state_dict import state_dict_from_onnx
 from shared.analysis.preprocess import to_tensor
 from shared.analysis.threads import usable_cpus
+from shared.labels import DIAGNOSIS_LABELS
 
 VERSION = "1.0.0"
 # Training drew class c with weight n_c ** -0.5, so the models decide as if classes were much more even than they
@@ -57,7 +66,7 @@ class Probabilities(torch.nn.Module):
 
 def load_trained(role: str, path: Path) -> tuple[torch.nn.Module, dict]:
     """The trained model in float32 (a YOLO checkpoint holds float16 weights) and its training arguments."""
-    spec = SPECS[role]
+    spec = STUDENTS[role]
     if spec["arch"] == "resnet50":
         model = build_model("resnet50", spec["labels"])
         model.load_state_dict(torch.load(path, map_location="cpu", weights_only=True))
@@ -171,167 +180,242 @@ def int8_variants(fp32: Path, workdir: Path, calibration: np.ndarray, mean, std)
     return {"int8-dynamic": dynamic, "int8-static": static}
 
 
+# The exporter: the trained student to ONNX, checked against the PyTorch model it came from.
+
+
+@dataclass(frozen=True)
+class Student:
+    """A trained student to export, with what its training recorded."""
+
+    role: str
+    source: Path
+    model: torch.nn.Module
+    train_args: dict
+    arch: str
+
+    @property
+    def labels(self) -> tuple[str, ...]:
+        return tuple(self.train_args["labels"])
+
+    @property
+    def size(self) -> int:
+        return int(self.train_args["imgsz"])
+
+    @property
+    def mean(self) -> list[float]:
+        return list(self.train_args["mean"])
+
+    @property
+    def std(self) -> list[float]:
+        return list(self.train_args["std"])
+
+
+def load_student(role: str, source: Path) -> Student:
+    model, train_args = load_trained(role, source)
+    arch = "resnet50" if STUDENTS[role]["arch"] == "resnet50" else Path(train_args["model"]).stem
+    return Student(role, source, model, train_args, arch)
+
+
+def export_student(student: Student, onnx_path: Path, workdir: Path) -> Path:
+    """Write the served graph (float16 weights) to ``onnx_path``; return the float32 graph's path in ``workdir``."""
+    fp32 = workdir / "float32.onnx"
+    export_onnx(student.model, student.size, fp32)
+    to_half_weights(fp32, onnx_path)
+    return fp32
+
+
+def check_parity(student: Student, onnx_path: Path, pixels: np.ndarray, probs: np.ndarray) -> float:
+    """The largest probability difference between the ONNX answers ``probs`` and the torch runtime's on the first
+    32 images; an error above 1e-3."""
+    runtime = torch_runtime_model(student.model, student.arch, onnx_path, student.labels)
+    with torch.no_grad():
+        reference = runtime(torch.from_numpy(to_tensor(pixels[:32], student.mean, student.std))).numpy()
+    parity = float(np.abs(probs[:32] - reference).max())
+    if parity > 1e-3:
+        raise AssertionError(f"{student.role}: ONNX and torch differ by {parity}")
+    return parity
+
+
+# The precision study: float32 and int8 against the served float16 weights.
+
+
+def latency_ms(runner, image: np.ndarray, runs: int = 20) -> float:
+    """Median single-image latency after one warm-up run."""
+    runner.run(None, {"images": image})
+    latencies = []
+    for _ in range(runs):
+        tic = time.perf_counter()
+        runner.run(None, {"images": image})
+        latencies.append(time.perf_counter() - tic)
+    return 1000 * float(np.median(latencies))
+
+
 def precision_study(
     variants: dict[str, Path], pixels: np.ndarray, y: np.ndarray, mean, std, threads: int
 ) -> tuple[dict, dict[str, np.ndarray]]:
     """Per precision: file size, validation balanced accuracy and AUC (raw argmax, before calibration), median
     single-image latency, and the largest probability change against float32; plus each one's probabilities."""
-    study, outputs = {"threads": threads}, {}
+    study: dict = {"threads": threads}
+    outputs: dict[str, np.ndarray] = {}
     for name, path in variants.items():
         runner = session(path, threads)
         probs = onnx_probs(runner, pixels, mean, std)
-        one = to_tensor(pixels[:1], mean, std)
-        runner.run(None, {"images": one})
-        latencies = []
-        for _ in range(20):
-            tic = time.perf_counter()
-            runner.run(None, {"images": one})
-            latencies.append(time.perf_counter() - tic)
-        auc = (
-            roc_auc_score(y, probs[:, 1])
-            if probs.shape[1] == 2
-            else roc_auc_score(y, probs, multi_class="ovr", average="macro")
-        )
+        ms = latency_ms(runner, to_tensor(pixels[:1], mean, std))
         outputs[name] = probs
         study[name] = {
             "mib": round(path.stat().st_size / 2**20, 2),
-            "balanced_accuracy": round(balanced_accuracy(y, probs.argmax(1), probs.shape[1]), 4),
-            "auc": round(float(auc), 4),
-            "ms_per_image": round(1000 * float(np.median(latencies)), 2),
+            "balanced_accuracy": round(balanced_accuracy(y, probs.argmax(1)), 4),
+            "auc": round(auc(y == 1, probs[:, 1]) if probs.shape[1] == 2 else macro_auc(y, probs), 4),
+            "ms_per_image": round(ms, 2),
             "max_abs_diff_vs_float32": float(f"{np.abs(probs - outputs['float32']).max():.2e}"),
         }
     return study, outputs
 
 
-def scaled(probs: np.ndarray, temperature: float, bias: np.ndarray) -> np.ndarray:
-    logits = np.log(np.clip(probs, 1e-12, 1.0)) / temperature + bias
-    logits -= logits.max(axis=1, keepdims=True)
-    out = np.exp(logits)
-    return out / out.sum(axis=1, keepdims=True)
+# Calibration: a decision prior for the 7-class models and a temperature (models.fit refits it on the fit set).
 
 
-def fit_temperature(probs: np.ndarray, y: np.ndarray, bias: np.ndarray) -> float:
-    """The temperature minimising the validation negative log-likelihood (grid search in log space)."""
-    grid = np.exp(np.linspace(np.log(0.3), np.log(5.0), 400))
-    nll = [-np.mean(np.log(scaled(probs, t, bias)[np.arange(len(y)), y] + 1e-12)) for t in grid]
-    return float(round(grid[int(np.argmin(nll))], 4))
+def calibration(labels: tuple[str, ...], probs: np.ndarray, y: np.ndarray, y_train: np.ndarray) -> dict:
+    """The manifest's temperature, logit bias and decision prior power, fitted on the validation lesions."""
+    counts = np.bincount(y_train, minlength=len(labels)).astype(float)
+    power = DECISION_PRIOR_POWER if labels == DIAGNOSIS_LABELS else 0.0
+    bias = power * np.log(counts / counts.sum())
+    bias -= bias.mean()
+    return {
+        "temperature": fit_temperature(log_probs(probs), y, bias, points=400),
+        "logit_bias": {label: round(float(b), 6) for label, b in zip(labels, bias)},
+        "decision_prior_power": power,
+    }
+
+
+# The manifest: what the service reads.
 
 
 def sha256(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
-def main() -> None:
+def copy_torch_file(student: Student, out: Path) -> Path | None:
+    """The YOLO checkpoint beside its ONNX file (what ``MODEL_RUNTIME=torch`` loads); None for the ResNet50."""
+    if student.arch == "resnet50":
+        return None
+    torch_file = out / "weights" / f"{student.role}-{student.arch}.pt"
+    if student.source.resolve() != torch_file.resolve():
+        torch_file.write_bytes(student.source.read_bytes())
+    return torch_file
+
+
+def manifest_entry(student: Student, onnx_path: Path, out: Path, study: dict, calibrated: dict) -> dict:
+    torch_file = copy_torch_file(student, out)
+    return {
+        "name": f"skin-{student.role}-{student.arch}",
+        "version": VERSION,
+        "architecture": student.arch,
+        "task": "classify",
+        "file": str(onnx_path.relative_to(out)),
+        "sha256": sha256(onnx_path),
+        "torch_file": str(torch_file.relative_to(out)) if torch_file else None,
+        "torch_sha256": sha256(torch_file) if torch_file else None,
+        "runtime": "onnxruntime",
+        "precision": "float16 weights (conv/linear), float32 compute",
+        "precision_study": study,
+        "labels": list(student.labels),
+        "input": {
+            "name": "images",
+            "size": student.size,
+            "layout": "NCHW",
+            "color": "RGB",
+            "resize": RESIZE,
+            "scale": "1/255",
+            "mean": student.mean,
+            "std": student.std,
+        },
+        "output": "probs (softmax over labels)",
+        **calibrated,
+        "trained": {
+            "epochs": student.train_args["epochs"],
+            "imgsz": student.size,
+            "data": "HAM10000 (CC BY-NC-SA 4.0)",
+            "split": "models/split.csv",
+            "seed": student.train_args.get("seed"),
+            "date": dt.date.today().isoformat(),
+        },
+    }
+
+
+# One role end to end, and the command line.
+
+
+@dataclass(frozen=True)
+class ExportSets:
+    """The recorded split's training and validation lesions, and 256 training images to calibrate int8 with."""
+
+    train: list[Sample]
+    val: list[Sample]
+    calibration: list[Sample]
+
+
+def export_sets(data: Path, split_file: Path) -> ExportSets:
+    samples = load_samples(data)
+    split = read_split(split_file)
+    val = [s for s in samples if split.get(s.image_id, s.split) == "val"]
+    train = [s for s in samples if split.get(s.image_id, s.split) == "train"]
+    chosen = np.random.default_rng(0).choice(len(train), min(256, len(train)), replace=False)
+    return ExportSets(train, val, [train[i] for i in chosen])
+
+
+def export_role(role: str, source: Path, sets: ExportSets, out: Path, threads: int) -> dict:
+    """Export, study, check and calibrate one student; its manifest entry."""
+    student = load_student(role, source)
+    onnx_path = out / "weights" / f"{role}-{student.arch}.onnx"
+    y = label_indices(sets.val, student.labels)
+    pixels = load_pixels(sets.val, student.size)
+    with tempfile.TemporaryDirectory() as workdir:
+        fp32 = export_student(student, onnx_path, Path(workdir))
+        calibration_pixels = load_pixels(sets.calibration, student.size)
+        variants = {
+            "float32": fp32,
+            "float16-weights": onnx_path,
+            **int8_variants(fp32, Path(workdir), calibration_pixels, student.mean, student.std),
+        }
+        study, outputs = precision_study(variants, pixels, y, student.mean, student.std, threads)
+    probs = outputs["float16-weights"]
+    parity = check_parity(student, onnx_path, pixels, probs)
+    calibrated = calibration(student.labels, probs, y, label_indices(sets.train, student.labels))
+    print(
+        f"[{role}] {onnx_path.name} {onnx_path.stat().st_size / 2**20:.1f} MiB, parity {parity:.2e}, "
+        f"T={calibrated['temperature']}, prior power {calibrated['decision_prior_power']}",
+        flush=True,
+    )
+    return manifest_entry(student, onnx_path, out, study, calibrated)
+
+
+def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--data", type=Path, default=MODELS_DIR.parent.parent / "shared/data/ham10000")
     parser.add_argument("--split-file", type=Path, default=MODELS_DIR / "split.csv")
-    for role in SPECS:
+    for role in STUDENTS:
         parser.add_argument(f"--{role}", type=Path, help=f"trained {role} weights (default: models/weights/)")
     parser.add_argument("--out", type=Path, default=MODELS_DIR, help="folder for weights/ and manifest.json")
     parser.add_argument(
         "--roles",
         nargs="+",
-        choices=list(SPECS),
-        default=list(SPECS),
+        choices=list(STUDENTS),
+        default=list(STUDENTS),
         help="export only these (the manifest keeps its other entries)",
     )
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
     torch.set_num_threads(max(1, torch.get_num_threads()))
-
-    samples = load_samples(args.data)
-    split = read_split(args.split_file)
-    val = [s for s in samples if split.get(s.image_id, s.split) == "val"]
-    train = [s for s in samples if split.get(s.image_id, s.split) == "train"]
-    calibration = [train[i] for i in np.random.default_rng(0).choice(len(train), min(256, len(train)), replace=False)]
+    sets = export_sets(args.data, args.split_file)
     threads = usable_cpus()
     manifest_path = args.out / "manifest.json"
     manifest = json.loads(manifest_path.read_text()) if manifest_path.exists() else {"schema": 1, "models": {}}
     (args.out / "weights").mkdir(parents=True, exist_ok=True)
     for role in args.roles:
-        spec = SPECS[role]
-        source = getattr(args, role) or weights_path(role, spec["arch"])
-        model, train_args = load_trained(role, source)
-        labels, size = tuple(train_args["labels"]), int(train_args["imgsz"])
-        mean, std = list(train_args["mean"]), list(train_args["std"])
-        arch = "resnet50" if spec["arch"] == "resnet50" else Path(train_args["model"]).stem
-        onnx_path = args.out / "weights" / f"{role}-{arch}.onnx"
-        to_label = binary_label if labels == BINARY_LABELS else (lambda dx: dx)
-        index = {label: i for i, label in enumerate(labels)}
-        y = np.array([index[to_label(s.dx)] for s in val])
-        pixels = load_pixels(val, size)
-        with tempfile.TemporaryDirectory() as workdir:
-            fp32 = Path(workdir) / "float32.onnx"
-            export_onnx(model, size, fp32)
-            to_half_weights(fp32, onnx_path)
-            variants = {
-                "float32": fp32,
-                "float16-weights": onnx_path,
-                **int8_variants(fp32, Path(workdir), load_pixels(calibration, size), mean, std),
-            }
-            study, outputs = precision_study(variants, pixels, y, mean, std, threads)
-        probs = outputs["float16-weights"]
-
-        with torch.no_grad():
-            reference = torch_runtime_model(model, arch, onnx_path, labels)(
-                torch.from_numpy(to_tensor(pixels[:32], mean, std))
-            ).numpy()
-        parity = float(np.abs(probs[:32] - reference).max())
-        assert parity <= 1e-3, f"{role}: ONNX and torch differ by {parity}"
-
-        counts = np.bincount([index[to_label(s.dx)] for s in train], minlength=len(labels)).astype(float)
-        power = DECISION_PRIOR_POWER if labels == DIAGNOSIS_LABELS else 0.0
-        bias = power * np.log(counts / counts.sum())
-        bias -= bias.mean()
-        temperature = fit_temperature(probs, y, bias)
-
-        torch_file = None
-        if arch != "resnet50":
-            torch_file = args.out / "weights" / f"{role}-{arch}.pt"
-            if source.resolve() != torch_file.resolve():
-                torch_file.write_bytes(source.read_bytes())
-        manifest["models"][role] = {
-            "name": f"skin-{role}-{arch}",
-            "version": VERSION,
-            "architecture": arch,
-            "task": "classify",
-            "file": str(onnx_path.relative_to(args.out)),
-            "sha256": sha256(onnx_path),
-            "torch_file": str(torch_file.relative_to(args.out)) if torch_file else None,
-            "torch_sha256": sha256(torch_file) if torch_file else None,
-            "runtime": "onnxruntime",
-            "precision": "float16 weights (conv/linear), float32 compute",
-            "precision_study": study,
-            "labels": list(labels),
-            "input": {
-                "name": "images",
-                "size": size,
-                "layout": "NCHW",
-                "color": "RGB",
-                "resize": RESIZE,
-                "scale": "1/255",
-                "mean": mean,
-                "std": std,
-            },
-            "output": "probs (softmax over labels)",
-            "temperature": temperature,
-            "logit_bias": {label: round(float(b), 6) for label, b in zip(labels, bias)},
-            "decision_prior_power": power,
-            "trained": {
-                "epochs": train_args["epochs"],
-                "imgsz": size,
-                "data": "HAM10000 (CC BY-NC-SA 4.0)",
-                "split": "models/split.csv",
-                "seed": train_args.get("seed"),
-                "date": dt.date.today().isoformat(),
-            },
-        }
-        print(
-            f"[{role}] {onnx_path.name} {onnx_path.stat().st_size / 2**20:.1f} MiB, parity {parity:.2e}, "
-            f"T={temperature}, prior power {power}",
-            flush=True,
-        )
-    (args.out / "manifest.json").write_text(json.dumps(manifest, indent=1) + "\n")
-    print(f"wrote {args.out / 'manifest.json'}")
+        source = getattr(args, role) or weights_path(role, STUDENTS[role]["arch"])
+        manifest["models"][role] = export_role(role, source, sets, args.out, threads)
+    manifest_path.write_text(json.dumps(manifest, indent=1) + "\n")
+    print(f"wrote {manifest_path}")
 
 
 if __name__ == "__main__":

@@ -27,8 +27,9 @@ CONCLUSIVE_ACCURACY = 0.92  # the threshold is the lowest confidence whose concl
 AGREEMENT = ("binary", "reference")
 
 
-def fit_temperature(logits: np.ndarray, y: np.ndarray, bias: np.ndarray) -> float:
-    grid = np.exp(np.linspace(np.log(0.3), np.log(5.0), 300))
+def fit_temperature(logits: np.ndarray, y: np.ndarray, bias: np.ndarray, points: int = 300) -> float:
+    """The temperature in [0.3, 5] (a log-spaced grid of ``points``) minimising the NLL of ``calibrate``."""
+    grid = np.exp(np.linspace(np.log(0.3), np.log(5.0), points))
     return round(float(grid[int(np.argmin([nll(y, calibrate(logits, t, bias)) for t in grid]))]), 4)
 
 

@@ -1,11 +1,12 @@
-"""Train the three classifiers from scratch, offline and seeded.
+"""Train the three students from scratch, offline and seeded.
 
     python -m models.train --data ../shared/data/ham10000 [--model diagnosis|binary|check|all]
 
 Writes ``models/weights/{binary,diagnosis}-yolo11n-cls.pt`` (ultralytics checkpoints: ``YOLO(path)`` loads them),
 ``models/weights/check-resnet50.pth`` (a torchvision state dict), each with a ``.history.json`` of the per-epoch
-validation curve, and ``models/split.csv``. Imbalance is handled by sampling: class c is drawn with weight
-``n_c ** -SAMPLING_POWER``; augmentation is random rotation (full circle), flips, zoom, shift and colour jitter.
+validation curve, and ``models/split.csv``. The specs are ``models.specs.STUDENTS``. Imbalance is handled by
+sampling: class c is drawn with weight ``n_c ** -SAMPLING_POWER``; augmentation is random rotation (full circle),
+flips, zoom, shift and colour jitter.
 """
 
 from __future__ import annotations
@@ -17,50 +18,25 @@ import json
 import math
 import os
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
-from models.data import BINARY_LABELS, DIAGNOSIS_LABELS, binary_label, load_pixels, load_samples, write_split
+from models.data import Sample, label_indices, load_pixels, load_samples, write_split
+from models.metrics import balanced_accuracy
+from models.specs import SAMPLING_POWER, STUDENTS
 
 MODELS_DIR = Path(__file__).resolve().parent
 WEIGHTS_DIR = MODELS_DIR / "weights"
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
-SAMPLING_POWER = 0.5
-
-SPECS = {
-    "diagnosis": dict(
-        arch="yolo11n-cls.yaml",
-        labels=DIAGNOSIS_LABELS,
-        imgsz=128,
-        epochs=24,
-        lr=2e-3,
-        mean=(0.0, 0.0, 0.0),
-        std=(1.0, 1.0, 1.0),
-    ),
-    "binary": dict(
-        arch="yolo11n-cls.yaml",
-        labels=BINARY_LABELS,
-        imgsz=128,
-        epochs=10,
-        lr=1e-3,
-        mean=(0.0, 0.0, 0.0),
-        std=(1.0, 1.0, 1.0),
-        init_from="diagnosis",
-    ),
-    "check": dict(
-        arch="resnet50", labels=DIAGNOSIS_LABELS, imgsz=80, epochs=8, lr=1e-3, mean=IMAGENET_MEAN, std=IMAGENET_STD
-    ),
-}
 
 
-def weights_path(name: str, arch: str) -> Path:
+def weights_path(name: str, arch: str, weights_dir: Path = WEIGHTS_DIR) -> Path:
     if arch == "resnet50":
-        return WEIGHTS_DIR / f"{name}-resnet50.pth"
-    return WEIGHTS_DIR / f"{name}-{Path(arch).stem}.pt"
+        return weights_dir / f"{name}-resnet50.pth"
+    return weights_dir / f"{name}-{Path(arch).stem}.pt"
 
 
 def build_model(arch: str, labels: tuple[str, ...], pretrained: str = "scratch") -> torch.nn.Module:
@@ -137,11 +113,6 @@ def predict(model, pixels: torch.Tensor, mean, std, batch_size: int = 256) -> np
     return torch.cat(probs).numpy()
 
 
-def balanced_accuracy(y_true: np.ndarray, y_pred: np.ndarray, n_classes: int) -> float:
-    recalls = [np.mean(y_pred[y_true == c] == c) for c in range(n_classes) if np.any(y_true == c)]
-    return float(np.mean(recalls))
-
-
 def load_weights(model: torch.nn.Module, source: Path) -> None:
     """Copy the matching tensors of a checkpoint (ultralytics dict or torchvision state dict) into ``model``."""
     donor = torch.load(source, map_location="cpu", weights_only=False)
@@ -151,148 +122,227 @@ def load_weights(model: torch.nn.Module, source: Path) -> None:
     model.load_state_dict({k: v for k, v in donor.items() if k in own and v.shape == own[k].shape}, strict=False)
 
 
-def train_one(
-    name: str,
-    data: Path,
-    arch: str | None,
-    epochs: int | None,
-    batch_size: int,
-    seed: int,
-    split_file: Path,
-    resume: bool = False,
-    lr: float | None = None,
-    imgsz: int | None = None,
-) -> Path:
-    """Train one model; ``resume`` continues from its saved weights (and history) instead of starting afresh."""
-    spec = dict(SPECS[name])
-    arch = arch or spec["arch"]
-    epochs = epochs or spec["epochs"]
-    spec["lr"] = lr or spec["lr"]
-    spec["imgsz"] = imgsz or spec["imgsz"]
-    labels, size, mean, std = spec["labels"], spec["imgsz"], spec["mean"], spec["std"]
-    torch.manual_seed(seed)
-    gen = torch.Generator().manual_seed(seed)
+@dataclass(frozen=True)
+class TrainConfig:
+    """One training run: a student's spec (``models.specs.STUDENTS``) with the command line's overrides."""
 
-    samples = load_samples(data)
-    write_split(samples, split_file)
-    to_label = binary_label if labels == BINARY_LABELS else (lambda dx: dx)
-    index = {label: i for i, label in enumerate(labels)}
+    name: str
+    data: Path
+    arch: str
+    epochs: int
+    lr: float
+    imgsz: int
+    batch: int = 64
+    seed: int = 0
+    resume: bool = False  # continue from the saved weights (and history) for ``epochs`` more
+    pretrained: str = "scratch"  # see build_model
+    weights_dir: Path = WEIGHTS_DIR
+
+    @classmethod
+    def of(
+        cls,
+        name: str,
+        data: Path,
+        arch: str | None = None,
+        epochs: int | None = None,
+        lr: float | None = None,
+        imgsz: int | None = None,
+        **options,
+    ) -> TrainConfig:
+        """The spec's own architecture, epochs, learning rate and size unless overridden."""
+        spec = STUDENTS[name]
+        return cls(
+            name,
+            Path(data),
+            arch or spec["arch"],
+            epochs or spec["epochs"],
+            lr or spec["lr"],
+            imgsz or spec["imgsz"],
+            **options,
+        )
+
+    @property
+    def spec(self) -> dict:
+        return STUDENTS[self.name]
+
+    @property
+    def labels(self) -> tuple[str, ...]:
+        return self.spec["labels"]
+
+    @property
+    def out(self) -> Path:
+        return weights_path(self.name, self.arch, self.weights_dir)
+
+
+@dataclass
+class Pixels:
+    """Training and validation images (uint8 N x S x S x 3) with their label indices."""
+
+    x_train: torch.Tensor
+    y_train: torch.Tensor
+    x_val: torch.Tensor
+    y_val: np.ndarray
+
+
+def load_data(config: TrainConfig, samples: list[Sample]) -> Pixels:
     train = [s for s in samples if s.split == "train"]
     val = [s for s in samples if s.split == "val"]
-    y_train = torch.tensor([index[to_label(s.dx)] for s in train])
-    y_val = np.array([index[to_label(s.dx)] for s in val])
     started = time.time()
-    x_train = torch.from_numpy(load_pixels(train, size))
-    x_val = torch.from_numpy(load_pixels(val, size))
+    pixels = Pixels(
+        x_train=torch.from_numpy(load_pixels(train, config.imgsz)),
+        y_train=torch.from_numpy(label_indices(train, config.labels)),
+        x_val=torch.from_numpy(load_pixels(val, config.imgsz)),
+        y_val=label_indices(val, config.labels),
+    )
     print(
-        f"[{name}] {len(train)} train / {len(val)} val images at {size}px loaded in {time.time() - started:.0f}s",
+        f"[{config.name}] {len(train)} train / {len(val)} val images at {config.imgsz}px loaded in "
+        f"{time.time() - started:.0f}s",
         flush=True,
     )
+    return pixels
 
-    model = build_model(arch, labels, os.environ.get("PRETRAINED", "scratch"))
-    out = weights_path(name, arch)
-    earlier = []
-    if resume:
-        load_weights(model, out)
-        before = json.loads(out.with_suffix(".history.json").read_text())
-        earlier = before["history"]
-        print(f"[{name}] resuming from {out.name} after {len(earlier)} epochs", flush=True)
-    elif spec.get("init_from"):
-        source = weights_path(spec["init_from"], arch)
+
+def starting_model(config: TrainConfig) -> tuple[torch.nn.Module, list[dict]]:
+    """A fresh model, the saved one and its history (``resume``), or one whose backbone comes from the spec's
+    ``init_from`` model."""
+    model = build_model(config.arch, config.labels, config.pretrained)
+    if config.resume:
+        load_weights(model, config.out)
+        earlier = json.loads(config.out.with_suffix(".history.json").read_text())["history"]
+        print(f"[{config.name}] resuming from {config.out.name} after {len(earlier)} epochs", flush=True)
+        return model, earlier
+    if config.spec.get("init_from"):
+        source = weights_path(config.spec["init_from"], config.arch, config.weights_dir)
         load_weights(model, source)
-        print(f"[{name}] backbone initialised from {source.name}", flush=True)
+        print(f"[{config.name}] backbone initialised from {source.name}", flush=True)
+    return model, []
 
-    counts = torch.bincount(y_train, minlength=len(labels)).float()
-    sample_weights = counts[y_train].pow(-SAMPLING_POWER)
-    steps_per_epoch = len(train) // batch_size
-    total_steps = steps_per_epoch * epochs
-    optimiser = torch.optim.AdamW(model.parameters(), lr=spec["lr"], weight_decay=0.05)
-    warmup = steps_per_epoch
-    schedule = torch.optim.lr_scheduler.LambdaLR(
-        optimiser, lambda step: min(1.0, (step + 1) / warmup) * 0.5 * (1 + math.cos(math.pi * step / total_steps))
-    )
-    ema = ExponentialAverage(model)
 
-    history = []
-    for epoch in range(1, epochs + 1):
-        model.train()
-        tic = time.time()
-        order = torch.multinomial(sample_weights, steps_per_epoch * batch_size, replacement=True, generator=gen)
+class Trainer:
+    """AdamW with a one-epoch warm-up and cosine decay, class-balanced sampling, EMA weights validated each epoch."""
+
+    def __init__(self, config: TrainConfig, model: torch.nn.Module, pixels: Pixels, gen: torch.Generator):
+        self.config, self.model, self.pixels, self.gen = config, model, pixels, gen
+        counts = torch.bincount(pixels.y_train, minlength=len(config.labels)).float()
+        self.sample_weights = counts[pixels.y_train].pow(-SAMPLING_POWER)
+        self.steps_per_epoch = len(pixels.y_train) // config.batch
+        total_steps, warmup = self.steps_per_epoch * config.epochs, self.steps_per_epoch
+        self.optimiser = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=0.05)
+        self.schedule = torch.optim.lr_scheduler.LambdaLR(
+            self.optimiser,
+            lambda step: min(1.0, (step + 1) / warmup) * 0.5 * (1 + math.cos(math.pi * step / total_steps)),
+        )
+        self.ema = ExponentialAverage(model)
+
+    def train_epoch(self) -> float:
+        """One epoch of sampled, augmented batches; the mean loss."""
+        batch_size, mean, std = self.config.batch, self.config.spec["mean"], self.config.spec["std"]
+        x_train, y_train = self.pixels.x_train, self.pixels.y_train
+        self.model.train()
+        order = torch.multinomial(
+            self.sample_weights, self.steps_per_epoch * batch_size, replacement=True, generator=self.gen
+        )
         running = 0.0
-        for step in range(steps_per_epoch):
+        for step in range(self.steps_per_epoch):
             batch = order[step * batch_size : (step + 1) * batch_size]
-            x = augment(x_train[batch].permute(0, 3, 1, 2).float() / 255.0, gen)
-            loss = F.cross_entropy(logits_of(model, normalise(x, mean, std)), y_train[batch], label_smoothing=0.05)
-            optimiser.zero_grad(set_to_none=True)
+            x = augment(x_train[batch].permute(0, 3, 1, 2).float() / 255.0, self.gen)
+            loss = F.cross_entropy(logits_of(self.model, normalise(x, mean, std)), y_train[batch], label_smoothing=0.05)
+            self.optimiser.zero_grad(set_to_none=True)
             loss.backward()
-            optimiser.step()
-            schedule.step()
-            ema.update(model)
+            self.optimiser.step()
+            self.schedule.step()
+            self.ema.update(self.model)
             running += loss.item()
-        pred = predict(ema.module, x_val, mean, std).argmax(1)
-        raw_pred = predict(model, x_val, mean, std).argmax(1)
-        row = {
-            "epoch": epoch,
-            "loss": running / steps_per_epoch,
-            "val_accuracy": float(np.mean(pred == y_val)),
-            "val_balanced_accuracy": balanced_accuracy(y_val, pred, len(labels)),
-            "raw_val_balanced_accuracy": balanced_accuracy(y_val, raw_pred, len(labels)),
-            "seconds": round(time.time() - tic, 1),
-        }
-        history.append(row)
-        print(f"[{name}] {json.dumps(row)}", flush=True)
+        return running / self.steps_per_epoch
 
-    final = copy.deepcopy(ema.module).eval()
-    out.parent.mkdir(parents=True, exist_ok=True)
-    history = earlier + [
-        {**row, "epoch": len(earlier) + row["epoch"], "lr0": spec["lr"], "imgsz": size} for row in history
-    ]
-    train_args = {
+    def validate(self) -> dict[str, float]:
+        mean, std, y_val = self.config.spec["mean"], self.config.spec["std"], self.pixels.y_val
+        pred = predict(self.ema.module, self.pixels.x_val, mean, std).argmax(1)
+        raw_pred = predict(self.model, self.pixels.x_val, mean, std).argmax(1)
+        return {
+            "val_accuracy": float(np.mean(pred == y_val)),
+            "val_balanced_accuracy": balanced_accuracy(y_val, pred),
+            "raw_val_balanced_accuracy": balanced_accuracy(y_val, raw_pred),
+        }
+
+    def fit(self) -> list[dict]:
+        """Train for ``config.epochs``; one history row per epoch."""
+        history = []
+        for epoch in range(1, self.config.epochs + 1):
+            tic = time.time()
+            loss = self.train_epoch()
+            row = {"epoch": epoch, "loss": loss, **self.validate(), "seconds": round(time.time() - tic, 1)}
+            history.append(row)
+            print(f"[{self.config.name}] {json.dumps(row)}", flush=True)
+        return history
+
+
+def train_args(config: TrainConfig, epochs: int) -> dict:
+    """The run's arguments as recorded in the checkpoint and its history (``epochs``: all epochs so far)."""
+    return {
         "task": "classify",
-        "model": arch,
-        "data": str(data),
-        "imgsz": size,
-        "epochs": len(history),
-        "batch": batch_size,
-        "seed": seed,
-        "lr0": spec["lr"],
+        "model": config.arch,
+        "data": str(config.data),
+        "imgsz": config.imgsz,
+        "epochs": epochs,
+        "batch": config.batch,
+        "seed": config.seed,
+        "lr0": config.lr,
         "optimizer": "AdamW",
         "sampling_power": SAMPLING_POWER,
-        "mean": mean,
-        "std": std,
-        "labels": list(labels),
+        "mean": config.spec["mean"],
+        "std": config.spec["std"],
+        "labels": list(config.labels),
     }
-    if arch == "resnet50":
-        torch.save(final.state_dict(), out)
+
+
+def save(config: TrainConfig, model: torch.nn.Module, earlier: list[dict], history: list[dict]) -> Path:
+    """Write the weights (ultralytics checkpoint or torchvision state dict) and the whole history so far."""
+    out = config.out
+    out.parent.mkdir(parents=True, exist_ok=True)
+    rows = earlier + [
+        {**row, "epoch": len(earlier) + row["epoch"], "lr0": config.lr, "imgsz": config.imgsz} for row in history
+    ]
+    args = train_args(config, len(rows))
+    if config.arch == "resnet50":
+        torch.save(model.state_dict(), out)
     else:
         import ultralytics
 
-        torch.save(
-            {
-                "date": dt.datetime.now(dt.UTC).isoformat(),
-                "version": ultralytics.__version__,
-                "license": "CC BY-NC-SA 4.0 (trained on HAM10000)",
-                "epoch": epochs,
-                "best_fitness": None,
-                "model": final.half(),
-                "ema": None,
-                "updates": None,
-                "optimizer": None,
-                "train_args": train_args,
-                "train_metrics": history[-1],
-            },
-            out,
-        )
-    history_text = json.dumps({"train_args": train_args, "history": history}, indent=1) + "\n"
-    out.with_suffix(".history.json").write_text(history_text)
-    print(f"[{name}] wrote {out} ({out.stat().st_size / 2**20:.1f} MiB)", flush=True)
+        checkpoint = {
+            "date": dt.datetime.now(dt.UTC).isoformat(),
+            "version": ultralytics.__version__,
+            "license": "CC BY-NC-SA 4.0 (trained on HAM10000)",
+            "epoch": config.epochs,
+            "best_fitness": None,
+            "model": model.half(),
+            "ema": None,
+            "updates": None,
+            "optimizer": None,
+            "train_args": args,
+            "train_metrics": rows[-1],
+        }
+        torch.save(checkpoint, out)
+    out.with_suffix(".history.json").write_text(json.dumps({"train_args": args, "history": rows}, indent=1) + "\n")
+    print(f"[{config.name}] wrote {out} ({out.stat().st_size / 2**20:.1f} MiB)", flush=True)
     return out
 
 
-def main() -> None:
+def train_one(config: TrainConfig, samples: list[Sample]) -> Path:
+    """Train one student on ``samples`` (split by lesion) and save its EMA weights; return their path."""
+    torch.manual_seed(config.seed)
+    gen = torch.Generator().manual_seed(config.seed)
+    pixels = load_data(config, samples)
+    model, earlier = starting_model(config)
+    trainer = Trainer(config, model, pixels, gen)
+    history = trainer.fit()
+    return save(config, copy.deepcopy(trainer.ema.module).eval(), earlier, history)
+
+
+def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--data", type=Path, default=MODELS_DIR.parent.parent / "shared/data/ham10000")
-    parser.add_argument("--model", choices=[*SPECS, "all"], default="all")
+    parser.add_argument("--model", choices=[*STUDENTS, "all"], default="all")
     parser.add_argument("--arch", help="override the architecture, e.g. yolo11s-cls.yaml")
     parser.add_argument("--epochs", type=int)
     parser.add_argument("--batch", type=int, default=64)
@@ -303,21 +353,25 @@ def main() -> None:
     parser.add_argument(
         "--imgsz", type=int, help="input size (default: the model's own); with --resume, fine-tunes at the new size"
     )
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
     torch.set_num_threads(int(os.environ.get("TRAIN_THREADS", os.cpu_count() or 1)))
-    for name in SPECS if args.model == "all" else [args.model]:
-        train_one(
+    samples = load_samples(args.data)
+    write_split(samples, args.split_file)
+    for name in STUDENTS if args.model == "all" else [args.model]:
+        config = TrainConfig.of(
             name,
             args.data,
-            args.arch if name != "check" else None,
-            args.epochs,
-            args.batch,
-            args.seed,
-            args.split_file,
-            args.resume,
-            args.lr,
-            args.imgsz,
+            arch=args.arch if name != "check" else None,
+            epochs=args.epochs,
+            lr=args.lr,
+            imgsz=args.imgsz,
+            batch=args.batch,
+            seed=args.seed,
+            resume=args.resume,
+            pretrained=os.environ.get("PRETRAINED", "scratch"),
+            weights_dir=WEIGHTS_DIR,
         )
+        train_one(config, samples)
 
 
 if __name__ == "__main__":
