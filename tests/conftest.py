@@ -15,13 +15,23 @@ SHARED_DATA = REPO.parent / "shared" / "data"
 NO_DATA = f"{SHARED_DATA} is absent: the HAM10000 images are not part of the repository (CI has them beside it)"
 
 
+def _contract_table(after: str) -> set[str]:
+    """The field names in the first column of the docs/API.md table that follows ``after``."""
+    text = (REPO / "docs" / "API.md").read_text().split(after, 1)[1]
+    table = text[text.index("\n|") :].split("\n\n", 1)[0]
+    rows = [line.split("|")[1] for line in table.splitlines() if line.startswith("| `")]
+    return {name for row in rows for name in re.findall(r"`(\w+)`", row)}
+
+
 def contract_job_fields() -> set[str]:
     """The job document's fields, read from the contract (docs/API.md, a copy of ../shared/API.md): the rows of
     its "The job document" table. The document holds these and no others."""
-    text = (REPO / "docs" / "API.md").read_text()
-    table = text.split("## The job document", 1)[1].split("\n\n", 1)[0]
-    rows = [line.split("|")[1] for line in table.splitlines() if line.startswith("| `")]
-    return {name for row in rows for name in re.findall(r"`(\w+)`", row)}
+    return _contract_table("## The job document")
+
+
+def contract_result_fields() -> set[str]:
+    """The fields of a done job's ``result``, from the contract's `result` table."""
+    return _contract_table("\n`result`:")
 
 
 def jpeg_bytes(image, **save_options) -> bytes:

@@ -15,7 +15,7 @@ import pytest
 from shared import config
 from shared.domain import jobs
 from shared.labels import MALIGNANT, group_of
-from tests.conftest import REPO
+from tests.conftest import REPO, contract_result_fields
 
 RFC3339 = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d+)?Z$")
 DIAGNOSES = {"akiec", "bcc", "bkl", "df", "mel", "nv", "vasc"}
@@ -63,17 +63,7 @@ def test_upload_to_done_with_every_field_of_the_contract(api, photo):
     assert (image["width"], image["height"]) == (600, 450)
 
     result = job["result"]
-    assert set(result) == {
-        "quality",
-        "binary",
-        "diagnosis",
-        "check",
-        "reference",
-        "assessment",
-        "conclusive",
-        "models",
-        "timingsMs",
-    }
+    assert set(result) == contract_result_fields()
     assert set(result["quality"]) == {"ok", "blurScore", "blurThreshold", "width", "height"}
     assert result["quality"]["ok"] is True
     assert_prediction(result["binary"], {"benign", "malignant"})

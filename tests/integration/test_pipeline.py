@@ -18,19 +18,9 @@ from shared import config
 from shared.analysis.imaging import decode
 from shared.analysis.pipeline import Pipeline
 from shared.errors import ServiceError
-from tests.conftest import REPO, encoded, jpeg_bytes
+from tests.conftest import REPO, contract_result_fields, encoded, jpeg_bytes
 
-RESULT_FIELDS = {
-    "quality",
-    "binary",
-    "diagnosis",
-    "check",
-    "reference",
-    "assessment",
-    "conclusive",
-    "models",
-    "timingsMs",
-}
+RESULT_FIELDS = contract_result_fields()
 ROLES = ("binary", "diagnosis", "check", "reference")
 LESION = synthetic_lesion(seed=11)
 
