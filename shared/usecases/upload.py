@@ -86,7 +86,8 @@ def _accepted(deps: Deps, uid: str, job_id: str) -> Outcome:
 def _replay(deps: Deps, job_id: str, snapshot: Snapshot) -> Outcome:
     job = snapshot.data
     if job["status"] == jobs.QUEUED:  # the first attempt may have stopped before its task was created
-        deps.queue.enqueue(job_id, snapshot.worker["taskNonce"])
+        # a job written before workers kept their state apart has no nonce: name this task afresh
+        deps.queue.enqueue(job_id, snapshot.worker.get("taskNonce") or jobs.new_nonce())
     return Outcome(
         200,
         jobs.public_view(job_id, job),

@@ -92,6 +92,15 @@ def test_a_replay_of_a_queued_job_reuses_its_task_name(deps):
     assert deps.queue.created == [job_id], "the same name: Cloud Tasks makes no second task"
 
 
+def test_a_replay_of_a_queued_job_without_worker_state_still_asks_for_a_task(deps):
+    """Jobs created before the worker state moved out of the document have no worker record (no nonce)."""
+    job_id = upload.upload(deps, UID, png(), "image/png", "key-1").body["jobId"]
+    deps.jobs.workers.pop(job_id)
+    replay = upload.upload(deps, UID, png(), "image/png", "key-1")
+    assert replay.status == 200 and replay.body["status"] == "queued"
+    assert deps.queue.created == [job_id, job_id]
+
+
 # -- the same key after `failed` starts the job again -----------------------------------------------------------
 
 
