@@ -36,8 +36,8 @@ from onnx import TensorProto, helper, numpy_helper
 from models.data import Sample, label_indices, load_pixels, load_samples, read_split
 from models.fit import fit_temperature
 from models.metrics import auc, balanced_accuracy, macro_auc
+from models.nets import MODELS_DIR, build_model, logits_of, weights_path
 from models.specs import STUDENTS
-from models.train import MODELS_DIR, build_model, logits_of, weights_path
 from shared.analysis.calibration import log_probs
 from shared.analysis.onnx_state_dict import state_dict_from_onnx
 from shared.analysis.preprocess import to_tensor

@@ -20,9 +20,9 @@ import torch
 
 from models.export import RESIZE, VERSION, sha256, to_half_weights
 from models.gate import GATE_PATH, load_reference
+from models.nets import MODELS_DIR
 from models.reference import HISTORY
 from models.specs import REFERENCE
-from models.train import MODELS_DIR
 from shared.analysis.preprocess import to_tensor
 
 ONNX_PATH = MODELS_DIR / "weights" / "reference-efficientnet-lite0.onnx"

@@ -19,9 +19,9 @@ import numpy as np
 import torch
 
 from models.data import load_constant_pixels, named_sets
+from models.nets import normalise
 from models.reference import BUILD_DIR, build
 from models.specs import REFERENCE
-from models.train import normalise
 
 KEEP_TARGET = 0.995
 REJECT_TARGET = 0.98

@@ -22,9 +22,9 @@ import torch.nn.functional as F
 from models.augment import augment
 from models.data import SHARED_DATA, load_constant_pixels, load_external, named_sets, write_split
 from models.metrics import balanced_accuracy
+from models.nets import ExponentialAverage, normalise
 from models.pretrained import efficientnet_lite
 from models.specs import REFERENCE
-from models.train import ExponentialAverage, normalise
 
 MODELS_DIR = Path(__file__).resolve().parent
 BUILD_DIR = MODELS_DIR.parent / "build" / "reference"

@@ -58,7 +58,7 @@ def test_imagenet_answers_on_scikit_learns_sample_photos_make_sense():
 
 
 def test_a_local_file_starts_the_check_and_the_yolo_students(tmp_path):
-    from models.train import build_model
+    from models.nets import build_model
     from shared.labels import DIAGNOSIS_LABELS
 
     donor = build_model("resnet50", DIAGNOSIS_LABELS, "scratch")

@@ -6,8 +6,8 @@ import math
 
 import torch
 
+from models.nets import ExponentialAverage
 from models.reference import restore, save_checkpoint
-from models.train import ExponentialAverage
 
 
 def parts_for(model: torch.nn.Module) -> tuple[dict, ExponentialAverage]:

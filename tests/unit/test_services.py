@@ -248,16 +248,21 @@ def test_the_compare_and_swap_claim_lets_one_of_two_concurrent_deliveries_win(de
     assert (winner.calls, loser.calls) == (1, 0) and deps.jobs.data(job_id)["status"] == "done"
 
 
-def test_a_live_lease_makes_a_second_delivery_wait_then_answer_busy(monkeypatch):
-    deps = fake_deps(LEASE_SECONDS="0")  # the wait is bounded by the lease: about a second here
-    monkeypatch.setattr(infer, "BUSY_POLL_SECONDS", 0.05)
-    job_id = queued_job(deps)
+def held_by_another_delivery(deps, job_id: str) -> None:
+    """The job is processing under another delivery's lease that is still live for an hour."""
     hold(
         deps,
         job_id,
         {"status": "processing"},
         {"leaseOwner": "other", "leaseUntil": infer.utcnow() + dt.timedelta(hours=1)},
     )
+
+
+def test_a_live_lease_makes_a_second_delivery_wait_then_answer_busy(monkeypatch):
+    deps = fake_deps(LEASE_SECONDS="0")  # the wait is bounded by the lease: about a second here
+    monkeypatch.setattr(infer, "BUSY_POLL_SECONDS", 0.05)
+    job_id = queued_job(deps)
+    held_by_another_delivery(deps, job_id)
     analyzer = Analyzer()
     with pytest.raises(ServiceError) as busy:
         deliver(deps, job_id, analyzer)
@@ -267,12 +272,7 @@ def test_a_live_lease_makes_a_second_delivery_wait_then_answer_busy(monkeypatch)
 def test_a_waiting_delivery_answers_once_the_holder_finishes(deps, monkeypatch):
     monkeypatch.setattr(infer, "BUSY_POLL_SECONDS", 0.01)
     job_id = queued_job(deps)
-    hold(
-        deps,
-        job_id,
-        {"status": "processing"},
-        {"leaseOwner": "other", "leaseUntil": infer.utcnow() + dt.timedelta(hours=1)},
-    )
+    held_by_another_delivery(deps, job_id)
 
     def holder_finishes():
         snapshot = deps.jobs.get(job_id)
