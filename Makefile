@@ -70,12 +70,15 @@ bench: install  ## speed and memory targets, written to bench/report.json
 
 PRETRAINED ?= wheel
 DEVICE ?= cpu
-train: install  ## fine-tune the reference (about 1 h on 2 CPU cores), then the students; PRETRAINED=official|PATH, DEVICE=0
+train: install  ## fine-tune the reference (about 1.5 h on 2 CPU cores), train the students, distil them from it; PRETRAINED=official|PATH, DEVICE=0
 	PRETRAINED=$(PRETRAINED) DEVICE=$(DEVICE) $(PY) -m models.reference
 	PRETRAINED=$(if $(filter wheel,$(PRETRAINED)),scratch,$(PRETRAINED)) $(PY) -m models.train $(if $(DATA),--data "$(DATA)")
+	$(PY) -m models.gate
+	$(PY) -m models.export_reference
+	$(PY) -m models.distil
 
-export: install  ## gate, ONNX export, calibration, assessment weights and models/manifest.json
-	$(PY) -m models.export $(if $(DATA),--data "$(DATA)")
+export: install  ## ONNX export of the students, the gate and reference, calibration, assessment weights, models/manifest.json
+	$(PY) -m models.export --onnx-only $(if $(DATA),--data "$(DATA)")
 	$(PY) -m models.gate
 	$(PY) -m models.export_reference
 	$(PY) -m models.fit

@@ -6,7 +6,8 @@ from __future__ import annotations
 from pathlib import Path
 from string import Template
 
-from models.curves import learning_rates
+from models.curves import learning_rates, resolution_experiments
+from models.specs import DISTIL
 
 TEMPLATE = Path(__file__).resolve().parent / "card_template.md"
 SET_NAMES = {"ham_val_report": "HAM10000 val (report half)", "derm7pt": "Derm7pt", "pad_test": "PAD-UFES-20 test"}
@@ -118,20 +119,74 @@ def weights_table(manifest: dict) -> str:
 
 
 def schedule(history: dict) -> str:
-    """How the reference's learning-rate schedule ran, from the per-epoch records (a resumed run with more epochs
-    stretches the cosine, so the rate rises again)."""
-    runs: list[list[int]] = []
+    """How the reference's stages and learning-rate schedules ran, from the per-epoch records (a resumed run with
+    more epochs stretches the cosine, so the rate rises again)."""
+    stages = {stage["name"]: stage for stage in history["train_args"].get("stages", [])}
+    runs: list[list] = []
     for row in history["history"]:
-        length = row.get("schedule_epochs", history["train_args"]["epochs"])
-        if runs and runs[-1][0] == length:
+        key = (row.get("stage", "head"), row.get("schedule_epochs", stages.get(row.get("stage"), {}).get("epochs")))
+        if runs and runs[-1][0] == key:
             runs[-1][2] = row["epoch"]
         else:
-            runs.append([length, row["epoch"], row["epoch"]])
-    parts = [f"epochs {first}–{last} on a {length}-epoch cosine schedule" for length, first, last in runs]
-    return "; then resumed: ".join(parts)
+            runs.append([key, row["epoch"], row["epoch"]])
+    parts = []
+    for index, ((stage, length), first, last) in enumerate(runs):
+        if index and runs[index - 1][0][0] == stage:
+            parts.append(f"resumed: epochs {first}–{last} on a {length}-epoch cosine schedule")
+            continue
+        spec = stages.get(stage, {})
+        frozen = f"stem and first {spec['frozen_blocks']} blocks frozen" if spec.get("frozen_blocks") else "every block"
+        held = ", batch-norm statistics held" if spec.get("freeze_bn") else ""
+        parts.append(
+            f"stage {stage} ({spec.get('imgsz', '?')} px, peak learning rate {spec.get('lr', '?')}, {frozen}{held}): "
+            f"epochs {first}–{last} on a {length}-epoch cosine schedule"
+        )
+    return "; then ".join(parts)
 
 
-def render(metrics: dict, manifest: dict, histories: dict) -> str:
+def distillation(manifest: dict) -> str:
+    """How the students were distilled, from the spec they were trained with."""
+    parts = [
+        f"{role} at {spec['imgsz']} px for {spec['epochs']} epochs (peak learning rate {spec['lr']})"
+        for role, spec in DISTIL["students"].items()
+    ]
+    teacher = manifest["models"]["reference"]["name"]
+    return (
+        f"soft targets from the served {teacher} at temperature T = {DISTIL['T']}, weighted {DISTIL['alpha']} "
+        f"against the labels' cross-entropy ({1 - DISTIL['alpha']:.1f}), on {DISTIL['views']} augmented views of "
+        "every training image cached once with the teacher's logits (a student epoch costs no teacher pass); "
+        + "; ".join(parts)
+    )
+
+
+def fit_figures(side: dict, sets: list[str]) -> str:
+    ham, pad = (side[name] for name in sets)
+    return (
+        f"balanced accuracy {ham['balanced_accuracy']:.3f} / {pad['balanced_accuracy']:.3f}, malignant AUC "
+        f"{ham['malignant_auc']:.3f} / {pad['malignant_auc']:.3f} (score {side['score']:.3f})"
+    )
+
+
+def selections(histories: dict, experiments: dict) -> str:
+    """One line per distilled student: its fit-set figures against the from-scratch model's, and whether it ships."""
+    lines = []
+    for name, history in {**histories, **experiments}.items():
+        record = history.get("selection")
+        if not record:
+            continue
+        rows = [row for row in history["history"] if row.get("stage") == "distil"]
+        minutes = sum(row["seconds"] for row in rows) / 60
+
+        verdict = "**shipped**" if record["shipped"] else f"not shipped (`experiments/{name}.history.json`)"
+        lines.append(
+            f"  - {name.removesuffix('-distilled')}: distilled for {len(rows)} epochs ({minutes:.0f} min): "
+            f"{fit_figures(record['distilled'], record['sets'])} against {fit_figures(record['served'], record['sets'])} for the from-scratch model: "
+            f"{verdict}."
+        )
+    return "\n".join(lines)
+
+
+def render(metrics: dict, manifest: dict, histories: dict, experiments: dict) -> str:
     a = manifest["assessment"]
     return Template(TEMPLATE.read_text()).substitute(
         models_table=models_table(manifest),
@@ -147,4 +202,7 @@ def render(metrics: dict, manifest: dict, histories: dict) -> str:
         gate_method=manifest["gate"]["method"],
         objective=a["objective"],
         reference_schedule=schedule(histories["reference-efficientnet-lite0"]),
+        distillation=distillation(manifest),
+        selections=selections(histories, experiments),
+        experiments=resolution_experiments(histories["check-resnet50"]["history"], experiments),
     )

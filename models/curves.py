@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 
@@ -23,6 +24,14 @@ def learning_rates(history: dict) -> str:
     if len(runs) == 1:
         return str(runs[0][0])
     return ", then ".join(f"{lr} ({n} epoch{'s' * (n > 1)} at {size} px)" for lr, size, n in runs)
+
+
+def load_histories(folder: Path) -> dict[str, dict]:
+    """Every ``<name>.history.json`` in ``folder``, by name."""
+    return {
+        path.name.removesuffix(".history.json"): json.loads(path.read_text())
+        for path in sorted(Path(folder).glob("*.history.json"))
+    }
 
 
 def plot_training(histories: dict, experiments: dict, out: Path) -> None:
@@ -61,19 +70,25 @@ def plot_training(histories: dict, experiments: dict, out: Path) -> None:
 
 
 def resolution_experiments(history: list[dict], experiments: dict) -> str:
-    """One sentence per not-shipped ResNet50 run that went on from the shipped weights at another image size."""
+    """One sentence per unshipped ResNet50 run that went on from the from-scratch weights (the shipped history
+    before its distillation rows) at another image size, with the labels only."""
+    base = [row for row in history if row.get("stage") != "distil"]
     sentences = []
     for name, experiment in experiments.items():
-        extra = experiment["history"][len(history) :]
-        if experiment["train_args"]["model"] != "resnet50" or not extra or extra[0]["imgsz"] == history[-1]["imgsz"]:
+        extra = experiment["history"][len(base) :]
+        args = experiment["train_args"]
+        if (
+            args["model"] != "resnet50"
+            or "distilled_from" in args
+            or not extra
+            or extra[0]["imgsz"] == base[-1]["imgsz"]
+        ):
             continue
         minutes = sum(row["seconds"] for row in extra) / 60
         sentences.append(
-            f"Going on at {extra[0]['imgsz']} px instead of {history[-1]['imgsz']} px for {len(extra)} more epochs "
-            f"({minutes:.0f} minutes, `experiments/{name}.history.json`, dashed in the curves) ended at "
-            f"{extra[-1]['val_balanced_accuracy']:.3f} validation balanced accuracy against "
-            f"{history[-1]['val_balanced_accuracy']:.3f} for the shipped weights, for "
-            f"{(extra[0]['imgsz'] / history[-1]['imgsz']) ** 2:.1f} times the computation per image, so it was not "
-            "shipped."
+            f"Going on at {extra[0]['imgsz']} px instead of {base[-1]['imgsz']} px with the labels only (no teacher) "
+            f"for {len(extra)} more epochs ({minutes:.0f} minutes, `experiments/{name}.history.json`, dashed in the "
+            f"curves) ended at {extra[-1]['val_balanced_accuracy']:.3f} validation balanced accuracy against "
+            f"{base[-1]['val_balanced_accuracy']:.3f} for the weights it went on from: the size alone did not help."
         )
     return " ".join(sentences)

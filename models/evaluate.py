@@ -16,7 +16,7 @@ import json
 import numpy as np
 
 from models import card
-from models.curves import plot_training
+from models.curves import load_histories, plot_training
 from models.metrics import auc, balanced_accuracy, ece, macro_auc, sensitivity_specificity
 from models.scores import MODELS_DIR, served_scores
 from shared.analysis.assessment import (
@@ -110,12 +110,9 @@ def main() -> None:
         "gate": gate_report(scores, manifest["gate"]["threshold"]),
     }
     (MODELS_DIR / "metrics.json").write_text(json.dumps(metrics, indent=1) + "\n")
-    histories = {
-        path.name.removesuffix(".history.json"): json.loads(path.read_text())
-        for path in sorted((MODELS_DIR / "weights").glob("*.history.json"))
-    }
-    plot_training(histories, {}, MODELS_DIR / "training.png")
-    (MODELS_DIR / "MODEL_CARD.md").write_text(card.render(metrics, manifest, histories))
+    histories, experiments = load_histories(MODELS_DIR / "weights"), load_histories(MODELS_DIR / "experiments")
+    plot_training(histories, experiments, MODELS_DIR / "training.png")
+    (MODELS_DIR / "MODEL_CARD.md").write_text(card.render(metrics, manifest, histories, experiments))
     print(card.evaluation_table(metrics))
 
 

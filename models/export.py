@@ -33,7 +33,7 @@ import onnx
 import torch
 from onnx import TensorProto, helper, numpy_helper
 
-from models.data import Sample, label_indices, load_pixels, load_samples, read_split
+from models.data import Sample, label_indices, load_constant_pixels, load_pixels, load_samples, read_split
 from models.fit import fit_temperature
 from models.metrics import auc, balanced_accuracy, macro_auc
 from models.nets import MODELS_DIR, build_model, logits_of, weights_path
@@ -209,6 +209,15 @@ class Student:
     def std(self) -> list[float]:
         return list(self.train_args["std"])
 
+    @property
+    def colour_constancy(self) -> bool:
+        """Trained (distilled) on shades-of-grey inputs, so served that way too."""
+        return self.train_args.get("colour_constancy") == "shades_of_grey"
+
+    def pixels(self, samples: list[Sample]) -> np.ndarray:
+        """``samples`` prepared as the service prepares this student's input."""
+        return (load_constant_pixels if self.colour_constancy else load_pixels)(samples, self.size)
+
 
 def load_student(role: str, source: Path) -> Student:
     model, train_args = load_trained(role, source)
@@ -305,8 +314,24 @@ def copy_torch_file(student: Student, out: Path) -> Path | None:
     return torch_file
 
 
-def manifest_entry(student: Student, onnx_path: Path, out: Path, study: dict, calibrated: dict) -> dict:
-    torch_file = copy_torch_file(student, out)
+def training_data(train_args: dict) -> dict:
+    """The manifest's record of what a student learnt from: data with licences, split files, its teacher."""
+    with_pad = "PAD-UFES-20" in train_args.get("data", "")
+    entry = {
+        "data": "HAM10000 train (CC BY-NC-SA 4.0) + PAD-UFES-20 train (CC BY 4.0)"
+        if with_pad
+        else "HAM10000 (CC BY-NC-SA 4.0)",
+        "split": "models/split.csv, models/pad_split.csv" if with_pad else "models/split.csv",
+    }
+    if "distilled_from" in train_args:
+        entry["distilled_from"] = train_args["distilled_from"]
+    return entry
+
+
+def manifest_entry(
+    student: Student, onnx_path: Path, out: Path, study: dict, calibrated: dict, torch_files: bool = True
+) -> dict:
+    torch_file = copy_torch_file(student, out) if torch_files else None
     return {
         "name": f"skin-{student.role}-{student.arch}",
         "version": VERSION,
@@ -326,6 +351,7 @@ def manifest_entry(student: Student, onnx_path: Path, out: Path, study: dict, ca
             "layout": "NCHW",
             "color": "RGB",
             "resize": RESIZE,
+            **({"colour_constancy": "shades_of_grey"} if student.colour_constancy else {}),
             "scale": "1/255",
             "mean": student.mean,
             "std": student.std,
@@ -335,8 +361,7 @@ def manifest_entry(student: Student, onnx_path: Path, out: Path, study: dict, ca
         "trained": {
             "epochs": student.train_args["epochs"],
             "imgsz": student.size,
-            "data": "HAM10000 (CC BY-NC-SA 4.0)",
-            "split": "models/split.csv",
+            **training_data(student.train_args),
             "seed": student.train_args.get("seed"),
             "date": dt.date.today().isoformat(),
         },
@@ -364,15 +389,15 @@ def export_sets(data: Path, split_file: Path) -> ExportSets:
     return ExportSets(train, val, [train[i] for i in chosen])
 
 
-def export_role(role: str, source: Path, sets: ExportSets, out: Path, threads: int) -> dict:
+def export_role(role: str, source: Path, sets: ExportSets, out: Path, threads: int, torch_files: bool = True) -> dict:
     """Export, study, check and calibrate one student; its manifest entry."""
     student = load_student(role, source)
     onnx_path = out / "weights" / f"{role}-{student.arch}.onnx"
     y = label_indices(sets.val, student.labels)
-    pixels = load_pixels(sets.val, student.size)
+    pixels = student.pixels(sets.val)
     with tempfile.TemporaryDirectory() as workdir:
         fp32 = export_student(student, onnx_path, Path(workdir))
-        calibration_pixels = load_pixels(sets.calibration, student.size)
+        calibration_pixels = student.pixels(sets.calibration)
         variants = {
             "float32": fp32,
             "float16-weights": onnx_path,
@@ -387,7 +412,7 @@ def export_role(role: str, source: Path, sets: ExportSets, out: Path, threads: i
         f"T={calibrated['temperature']}, prior power {calibrated['decision_prior_power']}",
         flush=True,
     )
-    return manifest_entry(student, onnx_path, out, study, calibrated)
+    return manifest_entry(student, onnx_path, out, study, calibrated, torch_files)
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -404,6 +429,12 @@ def main(argv: list[str] | None = None) -> None:
         default=list(STUDENTS),
         help="export only these (the manifest keeps its other entries)",
     )
+    parser.add_argument(
+        "--onnx-only",
+        action="store_true",
+        help="no YOLO checkpoint beside the ONNX file (the committed models ship once; the torch runtime rebuilds "
+        "them from the ONNX file)",
+    )
     args = parser.parse_args(argv)
     torch.set_num_threads(max(1, torch.get_num_threads()))
     sets = export_sets(args.data, args.split_file)
@@ -413,7 +444,7 @@ def main(argv: list[str] | None = None) -> None:
     (args.out / "weights").mkdir(parents=True, exist_ok=True)
     for role in args.roles:
         source = getattr(args, role) or weights_path(role, STUDENTS[role]["arch"])
-        manifest["models"][role] = export_role(role, source, sets, args.out, threads)
+        manifest["models"][role] = export_role(role, source, sets, args.out, threads, not args.onnx_only)
     manifest_path.write_text(json.dumps(manifest, indent=1) + "\n")
     print(f"wrote {manifest_path}")
 

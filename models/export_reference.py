@@ -112,7 +112,7 @@ def manifest_entry(path: Path) -> dict:
         "trained": {
             "epochs": len(history["history"]),
             "imgsz": spec["imgsz"],
-            "frozen_blocks": spec["frozen_blocks"],
+            "stages": [stage["name"] for stage in spec["stages"]],
             "data": "HAM10000 train (CC BY-NC-SA 4.0) + PAD-UFES-20 train (CC BY 4.0)",
             "split": "models/split.csv, models/pad_split.csv",
             "date": dt.date.today().isoformat(),

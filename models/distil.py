@@ -1,0 +1,265 @@
+"""Distil the students (YOLO11 binary and diagnosis, ResNet50 check) from the served reference model.
+
+    python -m models.distil [--model diagnosis|binary|check|all] [--views N] [--seed S] [--resume]
+
+Three units:
+
+- ``ViewCache``: ``views`` augmented views of every training image (HAM10000 train + PAD-UFES-20 train, shades of
+  grey as served, ``models.augment``), made once at the teacher's size and scored by the served reference ONNX
+  graph. Each view is stored down-scaled to every student size with the teacher's logits, in
+  ``build/distil/views-<digest>.npz``. A student epoch reads one view, so it costs no teacher forward pass.
+- ``DistilTrainer``: the student trainer (``models.train.Trainer``) with the loss
+  ``ALPHA * T^2 * KL(teacher_T || student_T) + (1 - ALPHA) * CE(label)``; for the binary student the teacher's
+  probabilities are summed into benign / malignant.
+- ``select``: each student starts from its served weights (``models/weights/<role>-<arch>.pt``/``.pth``, else
+  its ONNX file; ``--resume``: from its last candidate) and is written to ``build/distil/``. The distilled and
+  the served student are then scored on the fit sets (HAM10000 val fit half, PAD-UFES-20 val; never Derm7pt or
+  a report set). The distilled one replaces the served one (weights and curves into ``models/weights/``, where
+  ``models.export`` reads them) only if its score, the mean over the two sources of balanced accuracy and
+  malignant AUC, is higher; otherwise its curves go to ``models/experiments/``. Either way the figures are kept
+  in the curves' ``selection``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import hashlib
+import json
+import os
+import shutil
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from models.augment import augment
+from models.data import SHARED_DATA, label_indices, load_constant_pixels, load_pixels, named_sets
+from models.export import load_trained
+from models.metrics import auc, balanced_accuracy
+from models.nets import MODELS_DIR, WEIGHTS_DIR, build_model, logits_of, normalise, weights_path
+from models.specs import DISTIL, REFERENCE, STUDENTS
+from models.train import Pixels, TrainConfig, Trainer, load_weights, predict, save
+from shared.analysis.onnx_state_dict import state_dict_from_onnx
+from shared.labels import BINARY_LABELS, DIAGNOSIS_LABELS, MALIGNANT
+
+BUILD_DIR = MODELS_DIR.parent / "build" / "distil"
+TEACHER = WEIGHTS_DIR / "reference-efficientnet-lite0.onnx"
+
+
+@dataclass
+class ViewCache:
+    """Augmented training views per student size (V x N x S x S x 3 uint8) and the teacher's logits (V x N x 7)."""
+
+    pixels: dict[int, np.ndarray]
+    teacher_logits: np.ndarray
+    labels: np.ndarray  # diagnosis index per image
+
+
+def make_views(
+    x: torch.Tensor, sizes: list[int], views: int, seed: int, teacher: Path = TEACHER, batch: int = 64
+) -> dict:
+    """``views`` augmentations of ``x`` (N x S x S x 3 uint8 at the teacher's size), scored by the ``teacher``
+    ONNX graph (input ``images``, output ``logits``), each stored at every student size."""
+    import onnxruntime as ort
+
+    session = ort.InferenceSession(str(teacher), providers=["CPUExecutionProvider"])
+    out = {size: np.empty((views, len(x), size, size, 3), np.uint8) for size in sizes}
+    logits = np.empty((views, len(x), len(DIAGNOSIS_LABELS)), np.float32)
+    for view in range(views):
+        gen = torch.Generator().manual_seed(seed * 1000 + view)
+        tic = time.time()
+        for start in range(0, len(x), batch):
+            pixels = augment(x[start : start + batch].permute(0, 3, 1, 2).float() / 255.0, gen)
+            teacher_in = normalise(pixels, REFERENCE["mean"], REFERENCE["std"]).numpy()
+            logits[view, start : start + batch] = session.run(["logits"], {"images": teacher_in})[0]
+            for size in sizes:
+                small = F.interpolate(pixels, size=(size, size), mode="bilinear", antialias=True, align_corners=False)
+                out[size][view, start : start + batch] = (
+                    (small.clamp(0, 1) * 255).round().byte().permute(0, 2, 3, 1).numpy()
+                )
+        print(f"[views] view {view + 1}/{views} in {time.time() - tic:.0f}s", flush=True)
+    return {"logits": logits, **{f"pixels_{size}": array for size, array in out.items()}}
+
+
+def load_views(sizes: list[int], views: int, data_root: Path = SHARED_DATA, seed: int = 0) -> ViewCache:
+    """The cached views (made on first use; the cache's name hashes the teacher, the sizes and the view count)."""
+    train = named_sets(data_root)
+    samples = train["ham_train"] + train["pad_train"]
+    key = f"{hashlib.sha256(TEACHER.read_bytes()).hexdigest()[:12]}-{'-'.join(map(str, sorted(sizes)))}-{views}-{seed}"
+    path = BUILD_DIR / f"views-{key}.npz"
+    labels = label_indices(samples, DIAGNOSIS_LABELS)
+    if not path.exists():
+        BUILD_DIR.mkdir(parents=True, exist_ok=True)
+        x = torch.from_numpy(load_constant_pixels(samples, REFERENCE["imgsz"]))
+        np.savez(path, **make_views(x, sorted(sizes), views, seed))
+    stored = np.load(path)
+    return ViewCache({size: stored[f"pixels_{size}"] for size in sizes}, stored["logits"], labels)
+
+
+def soft_targets(teacher_logits: torch.Tensor, labels: tuple[str, ...], temperature: float) -> torch.Tensor:
+    """The teacher's tempered probabilities over the student's labels (diagnosis, or summed to benign/malignant)."""
+    probs = torch.softmax(teacher_logits / temperature, dim=1)
+    if labels == BINARY_LABELS:
+        malignant = torch.tensor([label in MALIGNANT for label in DIAGNOSIS_LABELS])
+        return torch.stack([probs[:, ~malignant].sum(1), probs[:, malignant].sum(1)], dim=1)
+    return probs
+
+
+def distillation_loss(
+    student_logits: torch.Tensor, targets: torch.Tensor, y: torch.Tensor, temperature: float, alpha: float
+) -> torch.Tensor:
+    log_student = torch.log_softmax(student_logits / temperature, dim=1)
+    soft = F.kl_div(log_student, targets, reduction="batchmean") * temperature**2
+    return alpha * soft + (1 - alpha) * F.cross_entropy(student_logits, y, label_smoothing=0.05)
+
+
+class DistilTrainer(Trainer):
+    """Trains on the cached views (view ``epoch % V``) against the teacher's soft targets and the labels."""
+
+    def __init__(self, config: TrainConfig, model: torch.nn.Module, pixels: Pixels, gen, cache: ViewCache):
+        super().__init__(config, model, pixels, gen)
+        self.views = torch.from_numpy(cache.pixels[config.imgsz])
+        targets = soft_targets(torch.from_numpy(cache.teacher_logits).flatten(0, 1), config.labels, DISTIL["T"])
+        self.targets = targets.view(*cache.teacher_logits.shape[:2], -1)
+        self.epoch = self.view = 0
+
+    def train_epoch(self) -> float:
+        self.view = self.epoch % len(self.views)
+        self.epoch += 1
+        return super().train_epoch()
+
+    def batch_loss(self, batch: torch.Tensor) -> torch.Tensor:
+        """Against the teacher's soft targets on this epoch's cached view, and the labels."""
+        x = self.views[self.view, batch].permute(0, 3, 1, 2).float() / 255.0
+        logits = logits_of(self.model, normalise(x, self.config.spec["mean"], self.config.spec["std"]))
+        targets = self.targets[self.view, batch]
+        return distillation_loss(logits, targets, self.pixels.y_train[batch], DISTIL["T"], DISTIL["alpha"])
+
+
+def starting_model(config: TrainConfig, served_dir: Path = WEIGHTS_DIR) -> tuple[torch.nn.Module, list[dict]]:
+    """The student with its served weights (torch file, else the ONNX file) and its curves so far."""
+    model = build_model(config.arch, config.labels)
+    served = weights_path(config.name, config.arch, served_dir)
+    if served.exists():
+        load_weights(model, served)
+    elif served.with_suffix(".onnx").exists():
+        model.load_state_dict(state_dict_from_onnx(served.with_suffix(".onnx")))
+    history_path = served.with_suffix(".history.json")
+    earlier = json.loads(history_path.read_text())["history"] if history_path.exists() else []
+    print(f"[{config.name}] starting from {config.name}'s weights after {len(earlier)} epochs", flush=True)
+    return model, earlier
+
+
+def distil_one(name: str, cache: ViewCache, data_root: Path, seed: int = 0, resume: bool = False) -> Path:
+    """Distil one student (``resume``: go on from the last distilled candidate in ``build/distil/``)."""
+    spec = {**STUDENTS[name], **DISTIL["students"][name]}
+    config = TrainConfig.of(
+        name, data_root / "ham10000", epochs=spec["epochs"], lr=spec["lr"], imgsz=spec["imgsz"], weights_dir=BUILD_DIR
+    )
+    torch.manual_seed(seed)
+    sets = named_sets(data_root)
+    y_train = (
+        cache.labels
+        if config.labels == DIAGNOSIS_LABELS
+        else label_indices(sets["ham_train"] + sets["pad_train"], config.labels)
+    )
+    val = sets["ham_val_fit"] + sets["ham_val_report"]
+    pixels = Pixels(
+        x_train=torch.empty(0),
+        y_train=torch.from_numpy(y_train),
+        x_val=torch.from_numpy(load_constant_pixels(val, config.imgsz)),
+        y_val=label_indices(val, config.labels),
+    )
+    model, earlier = starting_model(config, BUILD_DIR if resume else WEIGHTS_DIR)
+    trainer = DistilTrainer(config, model, pixels, torch.Generator().manual_seed(seed), cache)
+    history = [{**row, "stage": "distil"} for row in trainer.fit()]
+    extra = {
+        "data": "HAM10000 train + PAD-UFES-20 train",
+        "colour_constancy": "shades_of_grey",
+        "distilled_from": TEACHER.name,
+        "distillation": {"T": DISTIL["T"], "alpha": DISTIL["alpha"], "views": len(cache.teacher_logits)},
+    }
+    return save(config, copy.deepcopy(trainer.ema.module).eval(), earlier, history, extra)
+
+
+# The selection: a distilled student replaces the served one only if it scores higher on the fit sets.
+
+SELECTION_SETS = ("ham_val_fit", "pad_val")
+
+
+def served_probabilities(role: str, samples: list) -> np.ndarray:
+    """The served student's probabilities (its ONNX file, prepared as its manifest entry says)."""
+    import onnxruntime as ort
+
+    entry = json.loads((MODELS_DIR / "manifest.json").read_text())["models"][role]
+    spec = entry["input"]
+    load = load_constant_pixels if spec.get("colour_constancy") == "shades_of_grey" else load_pixels
+    x = normalise(
+        torch.from_numpy(load(samples, spec["size"])).permute(0, 3, 1, 2).float() / 255, spec["mean"], spec["std"]
+    )
+    session = ort.InferenceSession(str(MODELS_DIR / entry["file"]), providers=["CPUExecutionProvider"])
+    return np.concatenate([session.run(None, {"images": x[i : i + 64].numpy()})[0] for i in range(0, len(x), 64)])
+
+
+def candidate_probabilities(role: str, path: Path, samples: list) -> np.ndarray:
+    model, args = load_trained(role, path)
+    return predict(model, torch.from_numpy(load_constant_pixels(samples, args["imgsz"])), args["mean"], args["std"])
+
+
+def figures(probs: np.ndarray, samples: list, labels: tuple[str, ...]) -> dict[str, float]:
+    y = label_indices(samples, labels)
+    malignant = np.array([label in MALIGNANT or label == "malignant" for label in labels])
+    is_malignant = malignant[y]
+    return {
+        "balanced_accuracy": round(balanced_accuracy(y, probs.argmax(1)), 4),
+        "malignant_auc": round(auc(is_malignant, probs[:, malignant].sum(1)), 4),
+    }
+
+
+def select(role: str, candidate: Path, data_root: Path = SHARED_DATA) -> bool:
+    """Score the served and the distilled student on the fit sets; ship the distilled one if it scores higher."""
+    sets = named_sets(data_root)
+    labels = STUDENTS[role]["labels"]
+    record: dict = {"sets": list(SELECTION_SETS), "score": "mean over the sets of balanced accuracy and malignant AUC"}
+    for name, probs_of in (
+        ("served", lambda samples: served_probabilities(role, samples)),
+        ("distilled", lambda samples: candidate_probabilities(role, candidate, samples)),
+    ):
+        by_set = {s: figures(probs_of(sets[s]), sets[s], labels) for s in SELECTION_SETS}
+        score = float(np.mean([value for row in by_set.values() for value in row.values()]))
+        record[name] = {**by_set, "score": round(score, 4)}
+    record["shipped"] = record["distilled"]["score"] > record["served"]["score"]
+    history_path = candidate.with_suffix(".history.json")
+    history = {**json.loads(history_path.read_text()), "selection": record}
+    if record["shipped"]:
+        shutil.copyfile(candidate, WEIGHTS_DIR / candidate.name)
+        target = WEIGHTS_DIR / history_path.name
+    else:
+        target = MODELS_DIR / "experiments" / history_path.name.replace(".history.json", "-distilled.history.json")
+    target.write_text(json.dumps(history, indent=1) + "\n")
+    print(f"[{role}] selection: {json.dumps(record)} -> {target}", flush=True)
+    return record["shipped"]
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--model", choices=[*STUDENTS, "all"], default="all")
+    parser.add_argument("--views", type=int, default=DISTIL["views"])
+    parser.add_argument("--seed", type=int, default=0, help="another seed caches other views")
+    parser.add_argument("--resume", action="store_true", help="go on from the distilled candidates in build/distil/")
+    parser.add_argument("--data-root", type=Path, default=SHARED_DATA)
+    args = parser.parse_args(argv)
+    torch.set_num_threads(int(os.environ.get("TRAIN_THREADS", os.cpu_count() or 1)))
+    names = list(STUDENTS) if args.model == "all" else [args.model]
+    sizes = sorted({DISTIL["students"][name]["imgsz"] for name in STUDENTS})
+    cache = load_views(sizes, args.views, args.data_root, args.seed)
+    for name in names:
+        select(name, distil_one(name, cache, args.data_root, args.seed, args.resume), args.data_root)
+
+
+if __name__ == "__main__":
+    main()

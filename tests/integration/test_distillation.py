@@ -1,0 +1,134 @@
+"""Distillation, run for real on a few images: the view cache (a tiny ONNX teacher scores augmented views, stored
+at every student size) and the distillation trainer (a YOLO11 student learns the teacher's answers)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from models import distil
+from models.train import Pixels, TrainConfig
+from shared.labels import BINARY_LABELS, DIAGNOSIS_LABELS, MALIGNANT
+
+SIZE = 32
+
+
+@pytest.fixture(scope="module", autouse=True)
+def one_thread():
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+class MeanColourTeacher(torch.nn.Module):
+    """A teacher whose logits are a fixed linear map of the image's mean colour: easy to learn, clearly defined."""
+
+    def __init__(self):
+        super().__init__()
+        self.linear = torch.nn.Linear(3, len(DIAGNOSIS_LABELS))
+        with torch.no_grad():
+            self.linear.weight.copy_(torch.linspace(-3, 3, 21).view(7, 3))
+            self.linear.bias.zero_()
+
+    def forward(self, images):
+        return self.linear(images.mean(dim=(2, 3)))
+
+
+@pytest.fixture(scope="module")
+def teacher(tmp_path_factory):
+    path = tmp_path_factory.mktemp("teacher") / "teacher.onnx"
+    torch.onnx.export(
+        MeanColourTeacher().eval(),
+        torch.zeros(1, 3, 48, 48),
+        str(path),
+        input_names=["images"],
+        output_names=["logits"],
+        dynamic_axes={"images": {0: "batch"}, "logits": {0: "batch"}},
+        dynamo=False,
+    )
+    return path
+
+
+@pytest.fixture(scope="module")
+def images():
+    rng = np.random.default_rng(0)
+    colours = rng.integers(30, 226, (24, 1, 1, 3))
+    pixels = np.clip(colours + rng.normal(0, 20, (24, 48, 48, 3)), 0, 255).astype(np.uint8)
+    return torch.from_numpy(pixels)
+
+
+def test_views_are_scored_by_the_teacher_and_stored_at_every_student_size(teacher, images):
+    views = distil.make_views(images, [SIZE, 24], 2, seed=0, teacher=teacher, batch=8)
+    assert views["pixels_32"].shape == (2, 24, SIZE, SIZE, 3) and views["pixels_24"].shape == (2, 24, 24, 24, 3)
+    assert views["logits"].shape == (2, 24, len(DIAGNOSIS_LABELS))
+    assert not np.array_equal(views["pixels_32"][0], views["pixels_32"][1])  # two different augmentations
+    again = distil.make_views(images, [SIZE, 24], 2, seed=0, teacher=teacher, batch=8)
+    assert all(np.array_equal(views[key], again[key]) for key in views)  # seeded: the cache is reproducible
+    # the stored view is the teacher's view scaled down: its mean colour gives the same logits
+    mean = torch.from_numpy(views["pixels_32"][1]).float().div(255).mean(dim=(1, 2))
+    normalised = (mean - torch.tensor(distil.REFERENCE["mean"])) / torch.tensor(distil.REFERENCE["std"])
+    recomputed = MeanColourTeacher()(normalised[:, :, None, None].expand(-1, -1, 2, 2)).detach().numpy()
+    assert np.abs(recomputed - views["logits"][1]).max() < 0.1
+
+
+def test_soft_targets_sum_the_teachers_malignant_classes_for_the_binary_student():
+    logits = torch.tensor([[2.0, 0.0, 1.0, -1.0, 0.5, 3.0, 0.0]])
+    diagnosis = distil.soft_targets(logits, DIAGNOSIS_LABELS, 2.0)
+    assert torch.allclose(diagnosis, torch.softmax(logits / 2.0, 1))
+    binary = distil.soft_targets(logits, BINARY_LABELS, 2.0)
+    malignant = sum(diagnosis[0, i] for i, label in enumerate(DIAGNOSIS_LABELS) if label in MALIGNANT)
+    assert torch.allclose(binary, torch.tensor([[1 - malignant, malignant]]))
+
+
+def test_the_loss_is_the_labels_cross_entropy_at_alpha_0_and_least_where_the_student_copies_the_teacher():
+    teacher = torch.tensor([[1.0, -1.0, 0.5]])
+    y = torch.tensor([0])
+    targets = torch.softmax(teacher / 2.0, 1)
+    ce = torch.nn.functional.cross_entropy(teacher, y, label_smoothing=0.05)
+    assert torch.isclose(distil.distillation_loss(teacher, targets, y, 2.0, 0.0), ce)
+    assert distil.distillation_loss(teacher, targets, y, 2.0, 1.0).abs() < 1e-6
+    assert distil.distillation_loss(-teacher, targets, y, 2.0, 1.0) > 0.1
+
+
+def test_a_student_distilled_on_the_cached_views_learns_the_teachers_answers(teacher, images, tmp_path):
+    views = distil.make_views(images, [SIZE], 2, seed=0, teacher=teacher, batch=8)
+    cache = distil.ViewCache({SIZE: views["pixels_32"]}, views["logits"], views["logits"][0].argmax(1))
+    config = TrainConfig.of("diagnosis", tmp_path, epochs=8, lr=3e-3, imgsz=SIZE, batch=8, weights_dir=tmp_path)
+    pixels = Pixels(
+        x_train=torch.empty(0),
+        y_train=torch.from_numpy(cache.labels),
+        x_val=torch.from_numpy(views["pixels_32"][0]),
+        y_val=cache.labels,
+    )
+    torch.manual_seed(0)
+    model = distil.build_model(config.arch, config.labels)
+    trainer = distil.DistilTrainer(config, model, pixels, torch.Generator().manual_seed(0), cache)
+
+    def disagreement() -> float:
+        """KL from the teacher on view 0, the student normalising with the batch's statistics (a few steps leave
+        batch-norm running statistics near their start)."""
+        x = torch.from_numpy(views["pixels_32"][0]).permute(0, 3, 1, 2).float() / 255.0
+        with torch.no_grad():
+            student = torch.log_softmax(distil.logits_of(trainer.model.train(), x) / 2.0, 1)
+        return float(torch.nn.functional.kl_div(student, trainer.targets[0], reduction="batchmean"))
+
+    before = disagreement()
+    history = trainer.fit()
+    after = disagreement()
+    print(f"KL before {before:.3f}, after {after:.3f}")
+    assert [row["epoch"] for row in history] == list(range(1, 9))
+    assert after < 0.5 * before
+
+
+def test_the_selection_figures_read_malignant_from_either_label_set():
+    from models.data import Sample
+
+    samples = [Sample(None, str(i), str(i), dx, "val") for i, dx in enumerate(["nv", "mel", "bcc", "bkl"])]
+    diagnosis = np.zeros((4, 7))
+    for row, label in enumerate(["nv", "mel", "bcc", "mel"]):  # the last, a bkl, is called mel
+        diagnosis[row, DIAGNOSIS_LABELS.index(label)] = 1.0
+    assert distil.figures(diagnosis, samples, DIAGNOSIS_LABELS) == {"balanced_accuracy": 0.75, "malignant_auc": 0.75}
+    binary = np.array([[0.9, 0.1], [0.2, 0.8], [0.3, 0.7], [0.6, 0.4]])
+    assert distil.figures(binary, samples, BINARY_LABELS) == {"balanced_accuracy": 1.0, "malignant_auc": 1.0}
