@@ -200,9 +200,9 @@ def test_infer_loads_the_models_and_refuses_requests_not_from_the_queue(staged, 
 def test_infer_bundle_analyses_a_photo(staged, infer_venv, tmp_path):
     """A sharp lesion gets a result from every model and a blurred one is refused: a bundle that rejects (or
     accepts) every photo fails here."""
-    sharp, blurred = tmp_path / "lesion.png", tmp_path / "blurred.png"
-    synthetic_lesion(seed=3).save(sharp)
-    synthetic_lesion(seed=3, blur=6).save(blurred)
+    sharp, blurred = tmp_path / "lesion.jpg", tmp_path / "blurred.jpg"
+    synthetic_lesion(seed=1).save(sharp, quality=92)
+    synthetic_lesion(seed=1, blur=6).save(blurred, quality=92)
     folder = staged / "infer"
     done = subprocess.run(
         [str(infer_venv / "bin/python"), "-m", "shared.cli", "analyze", str(sharp), str(blurred)],

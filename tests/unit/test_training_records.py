@@ -5,7 +5,7 @@ from pathlib import Path
 
 import pytest
 
-from models.curves import learning_rates, resolution_experiments, training_runs
+from models.curves import learning_rates, load_histories, resolution_experiments, training_runs
 
 MODELS = Path(__file__).resolve().parents[2] / "models"
 HISTORIES = sorted((MODELS / "weights").glob("*.history.json")) + sorted((MODELS / "experiments").glob("*.json"))
@@ -32,13 +32,42 @@ def test_resumed_runs_are_listed_with_their_learning_rate_and_size():
 
 
 def test_the_unshipped_resolution_experiment_continues_the_shipped_check():
-    shipped = json.loads((MODELS / "weights" / "check-resnet50.history.json").read_text())["history"]
+    history = json.loads((MODELS / "weights" / "check-resnet50.history.json").read_text())["history"]
+    shipped = [row for row in history if row.get("stage") != "distil"]  # the from-scratch rows it went on from
     experiments = {
         path.name.removesuffix(".history.json"): json.loads(path.read_text())
         for path in (MODELS / "experiments").glob("*.history.json")
     }
     assert experiments, "models/experiments holds the 112 px run the card cites"
     for experiment in experiments.values():
-        assert experiment["history"][: len(shipped)] == shipped
-    sentence = resolution_experiments(shipped, experiments)
+        if experiment["train_args"]["model"] == "resnet50":  # each ResNet50 run went on from the from-scratch check
+            assert experiment["history"][: len(shipped)] == shipped
+    sentence = resolution_experiments(history, experiments)
     assert "at 112 px instead of 80 px" in sentence and f"{shipped[-1]['val_balanced_accuracy']:.3f}" in sentence
+
+
+def test_the_committed_model_card_is_rendered_from_the_committed_records():
+    """MODEL_CARD.md is generated (``make evaluate``): it must say what metrics.json, the manifest and the curves say."""
+    from models import card
+
+    histories, experiments = load_histories(MODELS / "weights"), load_histories(MODELS / "experiments")
+    metrics = json.loads((MODELS / "metrics.json").read_text())
+    manifest = json.loads((MODELS / "manifest.json").read_text())
+    assert card.render(metrics, manifest, histories, experiments) == (MODELS / "MODEL_CARD.md").read_text()
+
+
+def test_the_reference_schedule_names_each_stage_and_a_resumed_run():
+    from models.card import schedule
+
+    stages = [
+        {"name": "head", "epochs": 5, "imgsz": 160, "lr": 1e-3, "frozen_blocks": 3, "freeze_bn": False},
+        {"name": "full", "epochs": 2, "imgsz": 192, "lr": 3e-4, "frozen_blocks": 0, "freeze_bn": True},
+    ]
+    rows = [{"stage": "head", "epoch": e, "schedule_epochs": 3 if e <= 3 else 5} for e in range(1, 6)]
+    rows += [{"stage": "full", "epoch": e} for e in range(1, 3)]
+    text = schedule({"train_args": {"stages": stages, "epochs": 7}, "history": rows})
+    assert text == (
+        "stage head (160 px, peak learning rate 0.001, stem and first 3 blocks frozen): epochs 1–3 on a 3-epoch "
+        "cosine schedule; then resumed: epochs 4–5 on a 5-epoch cosine schedule; then stage full (192 px, peak "
+        "learning rate 0.0003, every block, batch-norm statistics held): epochs 1–2 on a 2-epoch cosine schedule"
+    )
