@@ -37,10 +37,11 @@ import torch
 import torch.nn.functional as F
 
 from models.augment import augment
-from models.data import SHARED_DATA, label_indices, load_constant_pixels, load_pixels, named_sets
+from models.data import SHARED_DATA, label_indices, load_constant_pixels, named_sets
 from models.export import load_trained
 from models.metrics import auc, balanced_accuracy
 from models.nets import MODELS_DIR, WEIGHTS_DIR, build_model, logits_of, normalise, weights_path
+from models.scores import served_scores
 from models.specs import DISTIL, REFERENCE, STUDENTS
 from models.train import Pixels, TrainConfig, Trainer, load_weights, predict, save
 from shared.analysis.onnx_state_dict import state_dict_from_onnx
@@ -191,20 +192,6 @@ def distil_one(name: str, cache: ViewCache, data_root: Path, seed: int = 0, resu
 SELECTION_SETS = ("ham_val_fit", "pad_val")
 
 
-def served_probabilities(role: str, samples: list) -> np.ndarray:
-    """The served student's probabilities (its ONNX file, prepared as its manifest entry says)."""
-    import onnxruntime as ort
-
-    entry = json.loads((MODELS_DIR / "manifest.json").read_text())["models"][role]
-    spec = entry["input"]
-    load = load_constant_pixels if spec.get("colour_constancy") == "shades_of_grey" else load_pixels
-    x = normalise(
-        torch.from_numpy(load(samples, spec["size"])).permute(0, 3, 1, 2).float() / 255, spec["mean"], spec["std"]
-    )
-    session = ort.InferenceSession(str(MODELS_DIR / entry["file"]), providers=["CPUExecutionProvider"])
-    return np.concatenate([session.run(None, {"images": x[i : i + 64].numpy()})[0] for i in range(0, len(x), 64)])
-
-
 def candidate_probabilities(role: str, path: Path, samples: list) -> np.ndarray:
     model, args = load_trained(role, path)
     return predict(model, torch.from_numpy(load_constant_pixels(samples, args["imgsz"])), args["mean"], args["std"])
@@ -225,11 +212,12 @@ def select(role: str, candidate: Path, data_root: Path = SHARED_DATA) -> bool:
     sets = named_sets(data_root)
     labels = STUDENTS[role]["labels"]
     record: dict = {"sets": list(SELECTION_SETS), "score": "mean over the sets of balanced accuracy and malignant AUC"}
+    served = served_scores(MODELS_DIR, SELECTION_SETS)  # log-probabilities, through the serving code
     for name, probs_of in (
-        ("served", lambda samples: served_probabilities(role, samples)),
-        ("distilled", lambda samples: candidate_probabilities(role, candidate, samples)),
+        ("served", lambda set_name: np.exp(served[set_name][role])),
+        ("distilled", lambda set_name: candidate_probabilities(role, candidate, sets[set_name])),
     ):
-        by_set = {s: figures(probs_of(sets[s]), sets[s], labels) for s in SELECTION_SETS}
+        by_set = {s: figures(probs_of(s), sets[s], labels) for s in SELECTION_SETS}
         score = float(np.mean([value for row in by_set.values() for value in row.values()]))
         record[name] = {**by_set, "score": round(score, 4)}
     record["shipped"] = record["distilled"]["score"] > record["served"]["score"]

@@ -179,11 +179,16 @@ def restore(path: Path, parts: dict, ema: ExponentialAverage, gen: torch.Generat
     return state["history"]
 
 
-def stage_done(stage: dict) -> bool:
-    ckpt = BUILD_DIR / f"{stage['name']}.ckpt"
+def finished_history(stage: dict) -> list[dict] | None:
+    """The curves of a stage that is done (its weights written and its checkpoint complete, or absent: then the
+    committed curves), None for a stage still to run or to resume."""
     if not (BUILD_DIR / f"{stage['name']}.pth").exists():
-        return False
-    return not ckpt.exists() or len(torch.load(ckpt, weights_only=False)["history"]) >= stage["epochs"]
+        return None
+    ckpt = BUILD_DIR / f"{stage['name']}.ckpt"
+    if not ckpt.exists():
+        return recorded_history(stage["name"])
+    history = torch.load(ckpt, weights_only=False)["history"]
+    return history if len(history) >= stage["epochs"] else None
 
 
 def run_stage(
@@ -239,11 +244,10 @@ def run(spec: dict, pretrained: str, data_root: Path, seed: int = 0, device: str
     history: list[dict] = []
     init = None
     for stage in spec["stages"]:
-        if stage_done(stage):
+        done = finished_history(stage)
+        if done is not None:
             print(f"[{stage['name']}] done: {BUILD_DIR / stage['name']}.pth", flush=True)
-            rows = recorded_history(stage["name"])
-            ckpt = BUILD_DIR / f"{stage['name']}.ckpt"
-            history += torch.load(ckpt, weights_only=False)["history"] if ckpt.exists() else rows
+            history += done
         else:
             history += run_stage(spec, stage, pretrained, init, data_root, gen, device)
         write_history(spec, pretrained, history)
