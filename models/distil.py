@@ -44,7 +44,9 @@ from models.nets import MODELS_DIR, WEIGHTS_DIR, build_model, logits_of, normali
 from models.scores import served_scores
 from models.specs import DISTIL, REFERENCE, STUDENTS
 from models.train import Pixels, TrainConfig, Trainer, load_weights, predict, save
+from shared.analysis.classifiers import session_options
 from shared.analysis.onnx_state_dict import state_dict_from_onnx
+from shared.analysis.threads import usable_cpus
 from shared.labels import BINARY_LABELS, DIAGNOSIS_LABELS, MALIGNANT
 
 BUILD_DIR = MODELS_DIR.parent / "build" / "distil"
@@ -67,7 +69,8 @@ def make_views(
     ONNX graph (input ``images``, output ``logits``), each stored at every student size."""
     import onnxruntime as ort
 
-    session = ort.InferenceSession(str(teacher), providers=["CPUExecutionProvider"])
+    options, _ = session_options(usable_cpus())  # the process's one ONNX Runtime pool, as serving uses
+    session = ort.InferenceSession(str(teacher), options, providers=["CPUExecutionProvider"])
     out = {size: np.empty((views, len(x), size, size, 3), np.uint8) for size in sizes}
     logits = np.empty((views, len(x), len(DIAGNOSIS_LABELS)), np.float32)
     for view in range(views):
