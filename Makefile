@@ -77,10 +77,11 @@ train: install  ## fine-tune the reference, train the students, distil them from
 	$(PY) -m models.export_reference
 	$(PY) -m models.distil
 
-export: install  ## ONNX export of the students, the gate and reference, calibration, assessment weights, models/manifest.json
+export: install  ## ONNX export of the students, the gate and reference, test-time views study, calibration, assessment weights, models/manifest.json
 	$(PY) -m models.export --onnx-only $(if $(DATA),--data "$(DATA)")
 	$(PY) -m models.gate
 	$(PY) -m models.export_reference
+	$(PY) -m models.views
 	$(PY) -m models.fit
 
 evaluate: install  ## metrics.json, MODEL_CARD.md and training.png on held-out lesions, Derm7pt and PAD-UFES-20

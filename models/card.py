@@ -186,6 +186,29 @@ def selections(histories: dict, experiments: dict) -> str:
     return "\n".join(lines)
 
 
+def views_table(manifest: dict) -> str:
+    """Each model's fit-set score on the identity view and on each identity + view pair, and what it is served on."""
+    models = manifest["models"]
+    pairs = list(next(iter(models.values()))["views_study"]["score"])
+    lines = ["| model | served on | " + " | ".join(pairs) + " |", "|---" * (len(pairs) + 2) + "|"]
+    for role, entry in models.items():
+        scores = entry["views_study"]["score"]
+        lines.append(
+            f"| {role} | {' + '.join(entry['input']['views'])} | "
+            + " | ".join(f"{scores[p]:.4f}" for p in pairs)
+            + " |"
+        )
+    return "\n".join(lines)
+
+
+def prior_powers(manifest: dict) -> str:
+    """The chosen decision prior power of each 7-class model, e.g. "diagnosis 0, check 0, reference 0"."""
+    models = manifest["models"]
+    return "chosen: " + ", ".join(
+        f"{role} {models[role]['decision_prior_power']:g}" for role in models if len(models[role]["labels"]) > 2
+    )
+
+
 def render(metrics: dict, manifest: dict, histories: dict, experiments: dict) -> str:
     a = manifest["assessment"]
     return Template(TEMPLATE.read_text()).substitute(
@@ -199,6 +222,8 @@ def render(metrics: dict, manifest: dict, histories: dict, experiments: dict) ->
         conf_threshold=a["conf_threshold"],
         agreement=", ".join(a["agreement"]),
         fit_sets=" + ".join(a["fitted_on"]),
+        prior_powers=prior_powers(manifest),
+        views_table=views_table(manifest),
         gate_method=manifest["gate"]["method"],
         objective=a["objective"],
         reference_schedule=schedule(histories["reference-efficientnet-lite0"]),

@@ -7,8 +7,8 @@ temperature and the assessment on the fit set.
 
 For each model: ``models/weights/<role>-<arch>.onnx`` (input ``images`` N x 3 x S x S float RGB, output ``probs``),
 conv and linear weights stored as float16 (computed in float32), initializers named as in the torch state dict;
-a temperature fitted by NLL on the validation split; for the 7-class models a decision prior (see
-``DECISION_PRIOR_POWER``); and ``models/manifest.json``, which the service reads. The float16 storage is checked
+a temperature fitted by NLL on the validation split (``models.fit`` then chooses the 7-class models' decision
+prior and refits it on the fit set); and ``models/manifest.json``, which the service reads. The float16 storage is checked
 against float32 and int8 (dynamic, static) on the validation lesions; the figures go to the manifest
 (``precision_study``) and the model card.
 
@@ -42,14 +42,8 @@ from shared.analysis.calibration import log_probs
 from shared.analysis.onnx_state_dict import state_dict_from_onnx
 from shared.analysis.preprocess import to_tensor
 from shared.analysis.threads import usable_cpus
-from shared.labels import DIAGNOSIS_LABELS
 
 VERSION = "1.0.0"
-# Training drew class c with weight n_c ** -0.5, so the models decide as if classes were much more even than they
-# are. Adding DECISION_PRIOR_POWER * log(class frequency) to the logits moves the decision half-way back towards
-# the data's own prior (n_c ** 0.75): a few points of balanced accuracy traded for accuracy. The model card gives
-# the figures with and without it.
-DECISION_PRIOR_POWER = 0.25
 RESIZE = "shorter side to size (bilinear, PIL), then centre crop size x size"
 
 
@@ -281,19 +275,16 @@ def precision_study(
     return study, outputs
 
 
-# Calibration: a decision prior for the 7-class models and a temperature (models.fit refits it on the fit set).
+# Calibration: a temperature, no decision prior yet (models.fit chooses the prior and refits both on the fit set).
 
 
-def calibration(labels: tuple[str, ...], probs: np.ndarray, y: np.ndarray, y_train: np.ndarray) -> dict:
-    """The manifest's temperature, logit bias and decision prior power, fitted on the validation lesions."""
-    counts = np.bincount(y_train, minlength=len(labels)).astype(float)
-    power = DECISION_PRIOR_POWER if labels == DIAGNOSIS_LABELS else 0.0
-    bias = power * np.log(counts / counts.sum())
-    bias -= bias.mean()
+def calibration(labels: tuple[str, ...], probs: np.ndarray, y: np.ndarray) -> dict:
+    """The manifest's temperature (fitted on the validation lesions), zero logit bias and prior power."""
+    bias = np.zeros(len(labels))
     return {
         "temperature": fit_temperature(log_probs(probs), y, bias, points=400),
-        "logit_bias": {label: round(float(b), 6) for label, b in zip(labels, bias)},
-        "decision_prior_power": power,
+        "logit_bias": {label: 0.0 for label in labels},
+        "decision_prior_power": 0.0,
     }
 
 
@@ -406,7 +397,7 @@ def export_role(role: str, source: Path, sets: ExportSets, out: Path, threads: i
         study, outputs = precision_study(variants, pixels, y, student.mean, student.std, threads)
     probs = outputs["float16-weights"]
     parity = check_parity(student, onnx_path, pixels, probs)
-    calibrated = calibration(student.labels, probs, y, label_indices(sets.train, student.labels))
+    calibrated = calibration(student.labels, probs, y)
     print(
         f"[{role}] {onnx_path.name} {onnx_path.stat().st_size / 2**20:.1f} MiB, parity {parity:.2e}, "
         f"T={calibrated['temperature']}, prior power {calibrated['decision_prior_power']}",

@@ -1,5 +1,6 @@
 """Fit what serving applies after the models, on the ``fit`` half of the validation lesions, and write it to the
-manifest: each model's temperature, the assessment's weights and biases, and the conclusive threshold.
+manifest: each model's test-time views (``models.specs.VIEWS``), each 7-class model's decision prior, each model's
+temperature, the assessment's weights and biases, and the conclusive threshold.
 
     python -m models.fit
 
@@ -15,8 +16,10 @@ from pathlib import Path
 import numpy as np
 from scipy.optimize import minimize
 
-from models.metrics import class_balanced_weights, nll
+from models.data import named_sets
+from models.metrics import balanced_accuracy, class_balanced_weights, nll
 from models.scores import MODELS_DIR, served_scores
+from models.specs import VIEWS
 from shared.analysis.assessment import GROUP_INDEX, Combination, combine, conclusive
 from shared.analysis.calibration import calibrate
 from shared.labels import DIAGNOSIS_LABELS
@@ -25,12 +28,33 @@ FIT_SETS = ("ham_val_fit", "pad_val")
 BALANCE = 0.5  # assessment objective: sample weights (class-balanced weight) ** BALANCE
 CONCLUSIVE_ACCURACY = 0.92  # the threshold is the lowest confidence whose conclusive answers reach this on fit
 AGREEMENT = ("binary", "reference")
+# A 7-class model's logit bias is ``power * log(class frequency in HAM10000 train)``: 0 decides as the model was
+# trained (classes drawn with weight n_c ** -0.5), higher powers move its decisions towards the data's prior.
+PRIOR_POWERS = (0.0, 0.125, 0.25, 0.375, 0.5)
 
 
 def fit_temperature(logits: np.ndarray, y: np.ndarray, bias: np.ndarray, points: int = 300) -> float:
     """The temperature in [0.3, 5] (a log-spaced grid of ``points``) minimising the NLL of ``calibrate``."""
     grid = np.exp(np.linspace(np.log(0.3), np.log(5.0), points))
     return round(float(grid[int(np.argmin([nll(y, calibrate(logits, t, bias)) for t in grid]))]), 4)
+
+
+def training_log_prior(labels: list[str]) -> np.ndarray:
+    """Centred log-frequency of each diagnosis among the HAM10000 training images."""
+    counts = np.array([labels.count(label) for label in DIAGNOSIS_LABELS], float)
+    log_prior = np.log(counts / counts.sum())
+    return log_prior - log_prior.mean()
+
+
+def fit_decision_prior(logits: np.ndarray, y: np.ndarray, log_prior: np.ndarray) -> tuple[float, float]:
+    """The power in ``PRIOR_POWERS`` (the smallest on ties) whose bias, with its own temperature, gives the highest
+    balanced accuracy on the fit set; returns (power, temperature)."""
+    best = (-1.0, 0.0, 1.0)
+    for power in PRIOR_POWERS:
+        temperature = fit_temperature(logits, y, power * log_prior)
+        score = balanced_accuracy(y, calibrate(logits, temperature, power * log_prior).argmax(1))
+        best = max(best, (round(score, 6), -power, temperature))
+    return -best[1], best[2]
 
 
 def role_labels(role: str, y: np.ndarray) -> np.ndarray:
@@ -69,15 +93,27 @@ def conclusive_threshold(assessment: np.ndarray, probs: dict, combination: Combi
 def main(models_dir: Path = MODELS_DIR) -> None:
     path = Path(models_dir) / "manifest.json"
     manifest = json.loads(path.read_text())
+    for role, entry in manifest["models"].items():
+        entry["input"]["views"] = list(VIEWS[role])
+    path.write_text(json.dumps(manifest, indent=1) + "\n")  # the views the scores below are served on
     scores = served_scores(models_dir, FIT_SETS)
     y = np.concatenate([scores[name]["y"] for name in FIT_SETS])
+    log_prior = training_log_prior([sample.dx for sample in named_sets()["ham_train"]])
     probs = {}
     for role, entry in manifest["models"].items():
         logits = np.concatenate([scores[name][role] for name in FIT_SETS])
-        bias = np.array([entry["logit_bias"].get(label, 0.0) for label in entry["labels"]])
-        entry["temperature"] = fit_temperature(logits, role_labels(role, y), bias)
-        entry["calibration"] = "temperature fitted by NLL on " + " + ".join(FIT_SETS)
-        probs[role] = calibrate(logits, entry["temperature"], bias)
+        if entry["labels"] == list(DIAGNOSIS_LABELS):
+            power, temperature = fit_decision_prior(logits, y, log_prior)
+            bias = np.round(power * log_prior, 6)
+            entry["calibration"] = f"decision prior power from {list(PRIOR_POWERS)} by balanced accuracy, then "
+        else:
+            power, bias = 0.0, np.zeros(len(entry["labels"]))
+            temperature = fit_temperature(logits, role_labels(role, y), bias)
+            entry["calibration"] = ""
+        entry["calibration"] += "temperature fitted by NLL on " + " + ".join(FIT_SETS)
+        entry["temperature"], entry["decision_prior_power"] = temperature, power
+        entry["logit_bias"] = {label: float(b) for label, b in zip(entry["labels"], bias)}
+        probs[role] = calibrate(logits, temperature, bias)
     combination = fit_combination(probs, y, tuple(manifest["models"]))
     threshold = conclusive_threshold(combine(probs, combination), probs, combination, y)
     manifest["assessment"] = {

@@ -2,8 +2,9 @@
 
 Each image goes through exactly what infer runs (``shared.analysis``: the crop, colour constancy where the manifest
 says so, ONNX Runtime). The cache holds one file per model file, ``build/eval/<role>-<sha256[:12]>.npz``, with the
-log-scores (before calibration) per set and, for the reference, the gate logit; refitting a temperature or
-re-exporting one model recomputes nothing else.
+log-scores (before calibration) per set and, for the reference, the gate logit; a model run on test-time views
+(``input.views`` other than the identity alone) adds them to the name. Refitting a temperature or re-exporting one
+model recomputes nothing else.
 """
 
 from __future__ import annotations
@@ -49,7 +50,9 @@ def served_scores(models_dir: Path = MODELS_DIR, names: tuple[str, ...] | None =
     classifiers = None
     CACHE_DIR.mkdir(parents=True, exist_ok=True)
     for role in ROLES:
-        cache = CACHE_DIR / f"{role}-{models[role]['sha256'][:12]}.npz"
+        views = models[role]["input"].get("views", ["identity"])
+        suffix = "" if views == ["identity"] else "-" + "+".join(views)
+        cache = CACHE_DIR / f"{role}-{models[role]['sha256'][:12]}{suffix}.npz"
         stored = dict(np.load(cache)) if cache.exists() else {}
         for name in names:
             if f"{name}/logits" not in stored:

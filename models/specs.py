@@ -63,3 +63,13 @@ DISTIL = dict(
         "check": dict(imgsz=112, epochs=3, lr=3e-4),
     },
 )
+
+# Test-time views each model is served on (``input.views`` in the manifest, written by ``models.fit``): log-scores
+# averaged over them. ``python -m models.views`` measures every identity + view pair on the fit sets; a model gets
+# the best pair where it raises the fit score by at least 0.005, since every view costs one more model run.
+VIEWS = {
+    "reference": ("identity", "rot180"),
+    "binary": ("identity", "hflip"),
+    "diagnosis": ("identity",),
+    "check": ("identity",),
+}

@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from shared.analysis.calibration import log_probs
-from shared.analysis.preprocess import to_tensor
+from shared.analysis.preprocess import VIEWS, mean_over_views, to_tensor, with_views
 
 ROLES = ("binary", "diagnosis", "check", "reference")
 TORCH_ROLES = ("binary", "diagnosis", "check")  # the reference ships as ONNX only
@@ -47,6 +47,7 @@ class ModelEntry:
     logit_bias: tuple[float, ...]  # per label, added after temperature scaling (decision prior, see the model card)
     outputs_logits: bool = False  # the graph ends in logits (else in softmax probabilities)
     colour_constancy: bool = False  # shades-of-grey colour constancy on the crop before the model
+    views: tuple[str, ...] = ("identity",)  # test-time views whose log-scores are averaged (preprocess.VIEWS)
 
 
 def load_manifest(models_dir: Path) -> dict[str, ModelEntry]:
@@ -60,6 +61,9 @@ def load_manifest(models_dir: Path) -> dict[str, ModelEntry]:
         if role not in models:
             raise ModelError(f"{path}: no '{role}' model; the manifest needs {', '.join(ROLES)}.")
         spec = models[role]
+        views = tuple(spec["input"].get("views", ["identity"]))
+        if views[:1] != ("identity",) or not set(views) <= set(VIEWS):
+            raise ModelError(f"{path}: {role} views {list(views)}: the identity first, then any of {list(VIEWS)}.")
         entries[role] = ModelEntry(
             role=role,
             name=spec["name"],
@@ -77,6 +81,7 @@ def load_manifest(models_dir: Path) -> dict[str, ModelEntry]:
             logit_bias=tuple(float(spec.get("logit_bias", {}).get(label, 0.0)) for label in spec["labels"]),
             outputs_logits=spec.get("output") == "logits",
             colour_constancy=spec["input"].get("colour_constancy") == "shades_of_grey",
+            views=views,
         )
     return entries
 
@@ -150,12 +155,14 @@ class OnnxClassifier:
             )
 
     def run(self, pixels: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
-        """Log-scores (N x labels) for uint8 N x S x S x 3 RGB pixels, and the gate's lesion logit (N) if the
-        graph has a second output."""
-        batch = to_tensor(pixels, self.entry.mean, self.entry.std)
+        """Log-scores (N x labels, the mean over the entry's views) for uint8 N x S x S x 3 RGB pixels, and the
+        gate's lesion logit (N, on the identity view, as it was fitted) if the graph has a second output."""
+        views = self.entry.views
+        batch = to_tensor(with_views(pixels, views), self.entry.mean, self.entry.std)
         outputs = self.session.run(None, {self.input_name: batch})
         scores = outputs[0] if self.entry.outputs_logits else log_probs(outputs[0])
-        return scores, (outputs[1].reshape(-1) if len(outputs) > 1 else None)
+        gate = outputs[1].reshape(-1)[: len(pixels)] if len(outputs) > 1 else None
+        return mean_over_views(scores, len(views)), gate
 
 
 class TorchClassifier:
@@ -216,10 +223,12 @@ class TorchClassifier:
         return model
 
     def run(self, pixels: np.ndarray) -> tuple[np.ndarray, None]:
+        views = self.entry.views
         with self.torch.inference_mode():
-            out = self.model(self.torch.from_numpy(to_tensor(pixels, self.entry.mean, self.entry.std)))
+            batch = to_tensor(with_views(pixels, views), self.entry.mean, self.entry.std)
+            out = self.model(self.torch.from_numpy(batch))
             logits = out[1] if isinstance(out, (tuple, list)) else out
-            return self.torch.log_softmax(logits.float(), dim=1).numpy(), None
+            return mean_over_views(self.torch.log_softmax(logits.float(), dim=1).numpy(), len(views)), None
 
 
 def load_classifiers(models_dir: Path, runtime: str, threads: int) -> dict[str, OnnxClassifier | TorchClassifier]:

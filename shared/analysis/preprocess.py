@@ -49,3 +49,27 @@ def model_input(image: Image.Image, size: int, colour_constancy: bool) -> np.nda
     """The crop a model reads (HxWx3 uint8): shorter side to ``size``, centre square, shades of grey if asked."""
     crop = resize_center_crop(image, size)
     return shades_of_grey(crop) if colour_constancy else crop
+
+
+# Test-time views of a batch of crops (N x S x S x 3): each a symmetry of the square that a lesion photo has no
+# preferred orientation against. A model's manifest entry lists the views it is run on (``input.views``, the
+# identity first); its log-scores are the mean over them.
+VIEWS = {
+    "identity": lambda batch: batch,
+    "hflip": lambda batch: batch[:, :, ::-1],
+    "vflip": lambda batch: batch[:, ::-1],
+    "rot180": lambda batch: batch[:, ::-1, ::-1],
+    "transpose": lambda batch: batch.transpose(0, 2, 1, 3),
+}
+
+
+def with_views(batch: np.ndarray, views: tuple[str, ...]) -> np.ndarray:
+    """The N crops under each view in turn: (len(views) * N) x S x S x 3, view-major."""
+    if views == ("identity",):
+        return batch
+    return np.ascontiguousarray(np.concatenate([VIEWS[view](batch) for view in views]))
+
+
+def mean_over_views(scores: np.ndarray, views: int) -> np.ndarray:
+    """Per-image mean of view-major scores ((views * N) x K to N x K)."""
+    return scores if views == 1 else scores.reshape(views, -1, scores.shape[-1]).mean(axis=0)

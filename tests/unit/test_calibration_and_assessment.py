@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from models import fit
+from models.metrics import balanced_accuracy
 from shared.analysis.assessment import Combination, combine, conclusive, malignant_probability
 from shared.analysis.calibration import calibrate, log_probs
 from shared.analysis.preprocess import shades_of_grey
@@ -62,3 +64,21 @@ def test_shades_of_grey_removes_a_colour_cast():
     means = np.power(np.mean(corrected**6, axis=0), 1 / 6)
     assert means.max() / means.min() < 1.05
     assert shades_of_grey(cast).dtype == np.uint8 and shades_of_grey(cast).shape == cast.shape
+
+
+def test_the_decision_prior_is_the_smallest_power_when_none_decides_better():
+    y = np.repeat(np.arange(7), 10)
+    logits = 5.0 * np.eye(7)[y]  # every decision is already right
+    log_prior = fit.training_log_prior(["nv"] * 60 + ["mel", "bkl", "bcc", "akiec", "vasc", "df"] * 10)
+    assert fit.fit_decision_prior(logits, y, log_prior)[0] == 0.0
+
+
+def test_the_decision_prior_moves_decisions_away_from_a_class_the_model_overcalls():
+    y = np.repeat(np.arange(7), 10)
+    logits = np.eye(7)[y]
+    logits[:, 3] += 1.2  # df wins every image by 0.2 without a prior
+    log_prior = fit.training_log_prior(["nv"] * 60 + ["mel", "bkl", "bcc", "akiec", "vasc"] * 10 + ["df"])
+    power, temperature = fit.fit_decision_prior(logits, y, log_prior)
+    assert power > 0 and 0.3 <= temperature <= 5.0
+    bias = power * log_prior
+    assert balanced_accuracy(y, (logits / temperature + bias).argmax(1)) == 1.0
