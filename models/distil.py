@@ -42,10 +42,12 @@ from models.export import load_trained
 from models.metrics import auc, balanced_accuracy
 from models.nets import MODELS_DIR, WEIGHTS_DIR, build_model, logits_of, normalise, weights_path
 from models.scores import served_scores
-from models.specs import DISTIL, REFERENCE, STUDENTS
+from models.specs import DISTIL, REFERENCE, STUDENTS, VIEWS
 from models.train import Pixels, TrainConfig, Trainer, load_weights, predict, save
+from shared.analysis.calibration import calibrate, log_probs
 from shared.analysis.classifiers import session_options
 from shared.analysis.onnx_state_dict import state_dict_from_onnx
+from shared.analysis.preprocess import mean_over_views, with_views
 from shared.analysis.threads import usable_cpus
 from shared.labels import BINARY_LABELS, DIAGNOSIS_LABELS, MALIGNANT
 
@@ -196,8 +198,12 @@ SELECTION_SETS = ("ham_val_fit", "pad_val")
 
 
 def candidate_probabilities(role: str, path: Path, samples: list) -> np.ndarray:
+    """The candidate's probabilities as it would be served: on the role's test-time views (``specs.VIEWS``)."""
     model, args = load_trained(role, path)
-    return predict(model, torch.from_numpy(load_constant_pixels(samples, args["imgsz"])), args["mean"], args["std"])
+    views = VIEWS[role]
+    pixels = with_views(load_constant_pixels(samples, args["imgsz"]), views)
+    probs = predict(model, torch.from_numpy(pixels), args["mean"], args["std"])
+    return calibrate(mean_over_views(log_probs(probs), len(views)), 1.0)
 
 
 def figures(probs: np.ndarray, samples: list, labels: tuple[str, ...]) -> dict[str, float]:
@@ -215,9 +221,9 @@ def select(role: str, candidate: Path, data_root: Path = SHARED_DATA) -> bool:
     sets = named_sets(data_root)
     labels = STUDENTS[role]["labels"]
     record: dict = {"sets": list(SELECTION_SETS), "score": "mean over the sets of balanced accuracy and malignant AUC"}
-    served = served_scores(MODELS_DIR, SELECTION_SETS)  # log-probabilities, through the serving code
+    served = served_scores(MODELS_DIR, SELECTION_SETS)  # log-scores through the serving code, views included
     for name, probs_of in (
-        ("served", lambda set_name: np.exp(served[set_name][role])),
+        ("served", lambda set_name: calibrate(served[set_name][role], 1.0)),
         ("distilled", lambda set_name: candidate_probabilities(role, candidate, sets[set_name])),
     ):
         by_set = {s: figures(probs_of(s), sets[s], labels) for s in SELECTION_SETS}

@@ -94,14 +94,15 @@ def bench_pipeline(photo: bytes, runs: int, rounds: int = 5) -> dict:
     from shared import config
     from shared.analysis.imaging import decode
     from shared.analysis.pipeline import Pipeline
-    from shared.analysis.preprocess import model_input, to_tensor
+    from shared.analysis.preprocess import model_input, to_tensor, with_views
 
     pipeline = Pipeline(config.load())
     image = decode(photo, reduce_to=pipeline.decode_side).image  # what the pipeline's models are fed
     feeds, sessions, bare, in_pipeline = {}, {}, {}, {}
     for role, classifier in pipeline.classifiers.items():
         entry = classifier.entry
-        feeds[role] = to_tensor(model_input(image, entry.size, entry.colour_constancy)[None], entry.mean, entry.std)
+        crop = model_input(image, entry.size, entry.colour_constancy)[None]
+        feeds[role] = to_tensor(with_views(crop, entry.views), entry.mean, entry.std)  # one batch of its views
         sessions[role], bare[role], in_pipeline[role] = classifier.session, [], []
         classifier.session = TimedSession(classifier.session, in_pipeline[role])
     for _ in range(5):
