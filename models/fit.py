@@ -1,6 +1,6 @@
 """Fit what serving applies after the models, on the ``fit`` half of the validation lesions, and write it to the
-manifest: each model's test-time views (``models.specs.VIEWS``), each 7-class model's decision prior, each model's
-temperature, the assessment's weights and biases, and the conclusive threshold.
+manifest: each 7-class model's decision prior, each model's temperature (on the test-time views ``models.views``
+wrote), the assessment's weights and biases, and the conclusive threshold.
 
     python -m models.fit
 
@@ -19,7 +19,6 @@ from scipy.optimize import minimize
 from models.data import named_sets
 from models.metrics import balanced_accuracy, class_balanced_weights, nll
 from models.scores import MODELS_DIR, served_scores
-from models.specs import VIEWS
 from shared.analysis.assessment import GROUP_INDEX, Combination, combine, conclusive
 from shared.analysis.calibration import calibrate
 from shared.labels import DIAGNOSIS_LABELS
@@ -93,9 +92,6 @@ def conclusive_threshold(assessment: np.ndarray, probs: dict, combination: Combi
 def main(models_dir: Path = MODELS_DIR) -> None:
     path = Path(models_dir) / "manifest.json"
     manifest = json.loads(path.read_text())
-    for role, entry in manifest["models"].items():
-        entry["input"]["views"] = list(VIEWS[role])
-    path.write_text(json.dumps(manifest, indent=1) + "\n")  # the views the scores below are served on
     scores = served_scores(models_dir, FIT_SETS)
     y = np.concatenate([scores[name]["y"] for name in FIT_SETS])
     log_prior = training_log_prior([sample.dx for sample in named_sets()["ham_train"]])
@@ -105,12 +101,11 @@ def main(models_dir: Path = MODELS_DIR) -> None:
         if entry["labels"] == list(DIAGNOSIS_LABELS):
             power, temperature = fit_decision_prior(logits, y, log_prior)
             bias = np.round(power * log_prior, 6)
-            entry["calibration"] = f"decision prior power from {list(PRIOR_POWERS)} by balanced accuracy, then "
+            prior = f"decision prior power from {list(PRIOR_POWERS)} by balanced accuracy, then "
         else:
-            power, bias = 0.0, np.zeros(len(entry["labels"]))
+            power, bias, prior = 0.0, np.zeros(len(entry["labels"])), ""
             temperature = fit_temperature(logits, role_labels(role, y), bias)
-            entry["calibration"] = ""
-        entry["calibration"] += "temperature fitted by NLL on " + " + ".join(FIT_SETS)
+        entry["calibration"] = prior + "temperature fitted by NLL on " + " + ".join(FIT_SETS)
         entry["temperature"], entry["decision_prior_power"] = temperature, power
         entry["logit_bias"] = {label: float(b) for label, b in zip(entry["labels"], bias)}
         probs[role] = calibrate(logits, temperature, bias)

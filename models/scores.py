@@ -25,19 +25,28 @@ MODELS_DIR = Path(__file__).resolve().parent
 CACHE_DIR = MODELS_DIR.parent / "build" / "eval"
 
 
-def role_scores(classifier, samples: list[Sample], batch: int = 64) -> dict[str, np.ndarray]:
-    entry = classifier.entry
+def model_inputs(entry, samples: list[Sample]) -> np.ndarray:
+    """The crops the model reads (N x S x S x 3 uint8), prepared as serving prepares them."""
+    pixels = np.empty((len(samples), entry.size, entry.size, 3), np.uint8)
+    for index, sample in enumerate(samples):
+        with Image.open(sample.path) as image:
+            pixels[index] = model_input(image.convert("RGB"), entry.size, entry.colour_constancy)
+    return pixels
+
+
+def run_batches(classifier, pixels: np.ndarray, batch: int = 64) -> dict[str, np.ndarray]:
+    """The classifier's log-scores (and gate logits, if it has them) on ``pixels``, ``batch`` crops a run."""
     logits, gates = [], []
-    for start in range(0, len(samples), batch):
-        pixels = []
-        for sample in samples[start : start + batch]:
-            with Image.open(sample.path) as image:
-                pixels.append(model_input(image.convert("RGB"), entry.size, entry.colour_constancy))
-        scores, gate = classifier.run(np.stack(pixels))
+    for start in range(0, len(pixels), batch):
+        scores, gate = classifier.run(pixels[start : start + batch])
         logits.append(scores)
         if gate is not None:
             gates.append(gate)
     return {"logits": np.concatenate(logits), **({"gate": np.concatenate(gates)} if gates else {})}
+
+
+def role_scores(classifier, samples: list[Sample]) -> dict[str, np.ndarray]:
+    return run_batches(classifier, model_inputs(classifier.entry, samples))
 
 
 def served_scores(models_dir: Path = MODELS_DIR, names: tuple[str, ...] | None = None) -> dict[str, dict]:

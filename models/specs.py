@@ -64,7 +64,7 @@ DISTIL = dict(
     },
 )
 
-# Test-time views each model is served on (``input.views`` in the manifest, written by ``models.fit``): log-scores
+# Test-time views each model is served on (``input.views`` in the manifest, written by ``models.views``): log-scores
 # averaged over them. ``python -m models.views`` measures every identity + view pair on the fit sets; a model gets
 # the best pair where it raises the fit score by at least 0.005, since every view costs one more model run.
 VIEWS = {

@@ -6,7 +6,8 @@ other view of ``shared.analysis.preprocess.VIEWS`` averaged in. ``models.specs.V
 Scored through the serving code (the crop, colour constancy, ONNX Runtime, log-scores averaged as served) on the
 fit sets only (HAM10000 val fit half, PAD-UFES-20 val), with the distillation selection's score: the mean over the
 sets of balanced accuracy and malignant AUC, before calibration. Each model's scores go to its manifest entry
-(``views_study``), for the model card; ``make export`` runs it before ``models.fit``.
+(``views_study``, for the model card) with the views it is served on (``input.views``, from ``models.specs``);
+``make export`` runs it after the exports and before ``models.fit``, which fits on those views.
 """
 
 from __future__ import annotations
@@ -19,7 +20,8 @@ import numpy as np
 
 from models.data import named_sets
 from models.distil import SELECTION_SETS, figures
-from models.scores import MODELS_DIR, role_scores
+from models.scores import MODELS_DIR, model_inputs, run_batches
+from models.specs import VIEWS as SERVED_VIEWS
 from shared.analysis.calibration import calibrate
 from shared.analysis.classifiers import ROLES, load_classifiers
 from shared.analysis.preprocess import VIEWS
@@ -34,10 +36,12 @@ def study(models_dir: Path = MODELS_DIR) -> dict:
     for role in ROLES:
         classifier = classifiers[role]
         base = classifier.entry
-        logs = {}
-        for view in VIEWS:  # each view alone; a pair is then the mean of two, as serving averages them
-            classifier.entry = dataclasses.replace(base, views=(view,))
-            logs[view] = {name: role_scores(classifier, sets[name])["logits"] for name in SELECTION_SETS}
+        classifier.entry = dataclasses.replace(base, views=("identity",))  # each view is applied below, alone
+        pixels = {name: model_inputs(base, sets[name]) for name in SELECTION_SETS}
+        logs = {  # a pair is then the mean of two, as serving averages them
+            view: {name: run_batches(classifier, transform(pixels[name]))["logits"] for name in SELECTION_SETS}
+            for view, transform in VIEWS.items()
+        }
         classifier.entry = base
         rows = {}
         for view in VIEWS:
@@ -58,6 +62,7 @@ def main(models_dir: Path = MODELS_DIR) -> None:
     manifest = json.loads(path.read_text())
     for role, rows in scores.items():
         manifest["models"][role]["views_study"] = {"sets": list(SELECTION_SETS), "score": rows}
+        manifest["models"][role]["input"]["views"] = list(SERVED_VIEWS[role])
     path.write_text(json.dumps(manifest, indent=1) + "\n")
 
 
