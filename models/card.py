@@ -168,7 +168,8 @@ def fit_figures(side: dict, sets: list[str]) -> str:
 
 
 def selections(histories: dict, experiments: dict) -> str:
-    """One line per distilled student: its fit-set figures against the from-scratch model's, and whether it ships."""
+    """One line per distilled student: its fit-set figures against those of the model served before it, and
+    whether it ships."""
     lines = []
     for name, history in {**histories, **experiments}.items():
         record = history.get("selection")
@@ -180,7 +181,7 @@ def selections(histories: dict, experiments: dict) -> str:
         verdict = "**shipped**" if record["shipped"] else f"not shipped (`experiments/{name}.history.json`)"
         lines.append(
             f"  - {name.removesuffix('-distilled')}: distilled for {len(rows)} epochs ({minutes:.0f} min): "
-            f"{fit_figures(record['distilled'], record['sets'])} against {fit_figures(record['served'], record['sets'])} for the from-scratch model: "
+            f"{fit_figures(record['distilled'], record['sets'])} against {fit_figures(record['served'], record['sets'])} for the model served before: "
             f"{verdict}."
         )
     return "\n".join(lines)
@@ -226,6 +227,7 @@ def render(metrics: dict, manifest: dict, histories: dict, experiments: dict) ->
         views_table=views_table(manifest),
         gate_method=manifest["gate"]["method"],
         objective=a["objective"],
+        balance_study=", ".join(f"{power}: {score:.3f}" for power, score in a["balance_study"].items()),
         reference_schedule=schedule(histories["reference-efficientnet-lite0"]),
         distillation=distillation(manifest),
         selections=selections(histories, experiments),

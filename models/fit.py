@@ -1,6 +1,6 @@
 """Fit what serving applies after the models, on the ``fit`` half of the validation lesions, and write it to the
 manifest: each 7-class model's decision prior, each model's temperature (on the test-time views ``models.views``
-wrote), the assessment's weights and biases, and the conclusive threshold.
+wrote), the assessment's class-balance power, weights and biases, and the conclusive threshold.
 
     python -m models.fit
 
@@ -24,7 +24,10 @@ from shared.analysis.calibration import calibrate
 from shared.labels import DIAGNOSIS_LABELS
 
 FIT_SETS = ("ham_val_fit", "pad_val")
-BALANCE = 0.5  # assessment objective: sample weights (class-balanced weight) ** BALANCE
+# The assessment's objective is NLL with sample weights (class-balanced weight) ** power: 0 fits the data's class
+# mix, 1 treats every class alike. The power is chosen by out-of-fold balanced accuracy on the fit sets.
+BALANCE_POWERS = (0.0, 0.25, 0.5, 0.75, 1.0)
+BALANCE_FOLDS, BALANCE_REPEATS = 5, 3
 CONCLUSIVE_ACCURACY = 0.92  # the threshold is the lowest confidence whose conclusive answers reach this on fit
 AGREEMENT = ("binary", "reference")
 # A 7-class model's logit bias is ``power * log(class frequency in HAM10000 train)``: 0 decides as the model was
@@ -60,8 +63,9 @@ def role_labels(role: str, y: np.ndarray) -> np.ndarray:
     return GROUP_INDEX[y] if role == "binary" else y
 
 
-def fit_combination(probs: dict[str, np.ndarray], y: np.ndarray, roles: tuple[str, ...]) -> Combination:
-    weights = class_balanced_weights(y) ** BALANCE
+def fit_combination(probs: dict[str, np.ndarray], y: np.ndarray, roles: tuple[str, ...], balance: float) -> Combination:
+    """Weights and biases of the log-linear pooling, by weighted NLL (sample weights class-balanced ** balance)."""
+    weights = class_balanced_weights(y) ** balance
 
     def unpack(params: np.ndarray) -> Combination:
         return Combination(
@@ -79,6 +83,28 @@ def fit_combination(probs: dict[str, np.ndarray], y: np.ndarray, roles: tuple[st
         tuple(round(float(b), 4) for b in fitted.bias),
         AGREEMENT,
     )
+
+
+def out_of_fold_balanced_accuracy(
+    probs: dict[str, np.ndarray], y: np.ndarray, roles: tuple[str, ...], balance: float
+) -> float:
+    """Balanced accuracy of the assessment fitted with ``balance`` on four fifths of the fit set and applied to the
+    fifth left out, the probabilities averaged over ``BALANCE_REPEATS`` shuffles."""
+    from sklearn.model_selection import StratifiedKFold
+
+    out = np.zeros((len(y), len(DIAGNOSIS_LABELS)))
+    for seed in range(BALANCE_REPEATS):
+        for train, held in StratifiedKFold(BALANCE_FOLDS, shuffle=True, random_state=seed).split(y, y):
+            combination = fit_combination({r: p[train] for r, p in probs.items()}, y[train], roles, balance)
+            out[held] += combine({r: p[held] for r, p in probs.items()}, combination)
+    return balanced_accuracy(y, out.argmax(1))
+
+
+def fit_balance(probs: dict[str, np.ndarray], y: np.ndarray, roles: tuple[str, ...]) -> tuple[float, dict]:
+    """The power in ``BALANCE_POWERS`` (the smallest on ties) with the best out-of-fold balanced accuracy, and
+    every power's figure."""
+    study = {power: round(out_of_fold_balanced_accuracy(probs, y, roles, power), 4) for power in BALANCE_POWERS}
+    return max(BALANCE_POWERS, key=lambda power: (study[power], -power)), study
 
 
 def conclusive_threshold(assessment: np.ndarray, probs: dict, combination: Combination, y: np.ndarray) -> float:
@@ -109,7 +135,9 @@ def main(models_dir: Path = MODELS_DIR) -> None:
         entry["temperature"], entry["decision_prior_power"] = temperature, power
         entry["logit_bias"] = {label: float(b) for label, b in zip(entry["labels"], bias)}
         probs[role] = calibrate(logits, temperature, bias)
-    combination = fit_combination(probs, y, tuple(manifest["models"]))
+    roles = tuple(manifest["models"])
+    balance, study = fit_balance(probs, y, roles)
+    combination = fit_combination(probs, y, roles, balance)
     threshold = conclusive_threshold(combine(probs, combination), probs, combination, y)
     manifest["assessment"] = {
         "method": "log-linear pooling of calibrated probabilities, softmax(bias + sum weight * log p)",
@@ -118,7 +146,9 @@ def main(models_dir: Path = MODELS_DIR) -> None:
         "agreement": list(AGREEMENT),
         "conf_threshold": threshold,
         "fitted_on": list(FIT_SETS),
-        "objective": f"NLL with sample weights (class-balanced) ** {BALANCE}",
+        "objective": f"NLL with sample weights (class-balanced) ** {balance}, the power from "
+        f"{list(BALANCE_POWERS)} by {BALANCE_FOLDS}-fold out-of-fold balanced accuracy on the fit sets",
+        "balance_study": {str(power): score for power, score in study.items()},
     }
     path.write_text(json.dumps(manifest, indent=1) + "\n")
     print(json.dumps(manifest["assessment"], indent=1))

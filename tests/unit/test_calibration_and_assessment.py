@@ -82,3 +82,26 @@ def test_the_decision_prior_moves_decisions_away_from_a_class_the_model_overcall
     assert power > 0 and 0.3 <= temperature <= 5.0
     bias = power * log_prior
     assert balanced_accuracy(y, (logits / temperature + bias).argmax(1)) == 1.0
+
+
+def rare_classes_problem(seed: int = 0) -> tuple[dict[str, np.ndarray], np.ndarray]:
+    """One model that ranks the six rare classes well but always gives nv, 20 times as common, a head start."""
+    rng, nv = np.random.default_rng(seed), DIAGNOSIS_LABELS.index("nv")
+    y = np.concatenate([np.full(400, nv), np.repeat(np.delete(np.arange(7), nv), 20)])
+    logits = rng.normal(0.0, 1.0, (len(y), 7)) + 2.0 * np.eye(7)[y]
+    logits[:, nv] += 1.5
+    return {"diagnosis": calibrate(logits, 1.0)}, y
+
+
+def test_the_assessment_balance_power_is_chosen_by_out_of_fold_balanced_accuracy():
+    probs, y = rare_classes_problem()
+    power, study = fit.fit_balance(probs, y, ("diagnosis",))
+    assert set(study) == set(fit.BALANCE_POWERS)
+    assert power > 0.0 and study[power] == max(study.values()) > study[0.0]
+
+
+def test_the_assessment_balance_power_is_the_smallest_when_none_decides_better():
+    y = np.repeat(np.arange(7), 10)
+    probs = {"diagnosis": calibrate(6.0 * np.eye(7)[y], 1.0)}  # every answer is right at any power
+    power, study = fit.fit_balance(probs, y, ("diagnosis",))
+    assert power == 0.0 and set(study.values()) == {1.0}
