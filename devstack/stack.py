@@ -52,6 +52,7 @@ LOCAL_DEPARTURES = ("MAX_ATTEMPTS", "LEASE_SECONDS", "ALLOWED_ORIGINS")
 FUNCTIONS = ("upload", "infer", "status", "sweep")
 PARTS = ("auth", "firestore", "storage", "tasks", *FUNCTIONS, "web")
 PORTS = tuple(key for key in DEFAULTS if key.endswith("_PORT"))  # every port of the stack
+START_ATTEMPTS = 2  # starts of a part that exits before it answers, before ``up`` gives up on it
 
 
 def settings(environ=os.environ) -> dict[str, str]:
@@ -240,11 +241,24 @@ class Stack:
         self._save(pids)
         return process
 
-    def wait(self, name: str, process: subprocess.Popen) -> int:
+    def wait(self, name: str, process: subprocess.Popen, attempts: int = START_ATTEMPTS) -> int:
+        """Block until the part answers. A part that exits before it answers is started again, up to ``attempts``
+        starts in all: firebase-tools' Auth emulator now and then quits at once with "No emulators to start"
+        (firebase/firebase-tools#9877)."""
         port = port_of(name, self.s)
         deadline = time.monotonic() + 90
         while not answers(name, port):
-            if process.poll() is not None or time.monotonic() > deadline:
+            exited = process.poll() is not None
+            if exited and attempts > 1:
+                print(
+                    f"{name} exited with status {process.returncode} before it answered; starting it again "
+                    f"(log: {self.logs / (name + '.log')})",
+                    file=sys.stderr,
+                    flush=True,
+                )
+                self._end_group(process.pid)
+                return self.wait(name, self.spawn(name), attempts - 1)
+            if exited or time.monotonic() > deadline:
                 self.stop(name)
                 raise RuntimeError(f"{name} did not start; see {self.logs / (name + '.log')}")
             time.sleep(0.2)
@@ -272,6 +286,10 @@ class Stack:
         self._save(pids)
         if pid is None or not self.alive(pid):
             return
+        self._end_group(pid)
+
+    def _end_group(self, pid: int) -> None:
+        """SIGTERM to the process group led by ``pid``, then SIGKILL if any of it is still running 10 s later."""
         for sig, wait in ((signal.SIGTERM, 10), (signal.SIGKILL, 5)):
             try:
                 os.killpg(pid, sig)

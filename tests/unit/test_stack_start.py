@@ -1,0 +1,56 @@
+"""The local stack starts a part again once when it exits before it answers (real child processes, real ports)."""
+
+from __future__ import annotations
+
+import socket
+import sys
+
+import pytest
+
+from devstack import stack
+
+# Appends a line to the count file on every start; exits with 3 while fewer than ``fail_first`` starts were made,
+# then serves HTTP on the port.
+PART = """
+import http.server, pathlib, sys
+count, fail_first, port = pathlib.Path(sys.argv[1]), int(sys.argv[2]), int(sys.argv[3])
+with count.open("a") as f:
+    f.write("start\\n")
+if len(count.read_text().splitlines()) <= fail_first:
+    sys.exit(3)
+http.server.HTTPServer(("127.0.0.1", port), http.server.BaseHTTPRequestHandler).serve_forever()
+"""
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def part_stack(tmp_path, monkeypatch, fail_first: int) -> tuple[stack.Stack, object]:
+    port, count = free_port(), tmp_path / "starts"
+    command = [sys.executable, "-c", PART, str(count), str(fail_first), str(port)]
+    monkeypatch.setattr(stack, "commands", lambda s: {"web": command})
+    return stack.Stack({"STACK_DIR": str(tmp_path / "stack"), "WEB_PORT": str(port)}), count
+
+
+def test_a_part_that_exits_before_it_answers_is_started_again(tmp_path, monkeypatch, capsys):
+    parts, count = part_stack(tmp_path, monkeypatch, fail_first=1)
+    try:
+        pid = parts.start("web")
+        assert count.read_text().splitlines() == ["start", "start"]
+        assert parts._pids()["web"] == pid and parts.alive(pid)
+        assert stack.answers("web", stack.port_of("web", parts.s))
+        assert "web exited with status 3 before it answered; starting it again" in capsys.readouterr().err
+    finally:
+        parts.stop("web")
+    assert not parts.alive(pid)
+
+
+def test_a_part_that_never_answers_fails_after_the_last_attempt(tmp_path, monkeypatch):
+    parts, count = part_stack(tmp_path, monkeypatch, fail_first=99)
+    with pytest.raises(RuntimeError, match="web did not start"):
+        parts.start("web")
+    assert len(count.read_text().splitlines()) == stack.START_ATTEMPTS
+    assert "web" not in parts._pids()
