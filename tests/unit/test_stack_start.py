@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import socket
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -28,7 +29,7 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def part_stack(tmp_path, monkeypatch, fail_first: int) -> tuple[stack.Stack, object]:
+def part_stack(tmp_path: Path, monkeypatch, fail_first: int) -> tuple[stack.Stack, Path]:
     port, count = free_port(), tmp_path / "starts"
     command = [sys.executable, "-c", PART, str(count), str(fail_first), str(port)]
     monkeypatch.setattr(stack, "commands", lambda s: {"web": command})
