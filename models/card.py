@@ -69,13 +69,15 @@ def gate_table(metrics: dict) -> str:
 
 
 def targets_table(metrics: dict) -> str:
-    lines = ["| target | measured | |", "|---|---|---|"]
+    lines = ["| target | measured | 95% interval | |", "|---|---|---|---|"]
     for name, row, metric, comparison, bound in TARGETS:
         value = metrics["sets"][name][row][metric]
+        interval = metrics["intervals"].get(f"{name}/{row}/{metric}")
         met = value >= bound if comparison == ">=" else value <= bound
         lines.append(
             f"| {row} {metric.replace('_', ' ')}, {SET_NAMES[name]} {comparison.replace('>=', '≥').replace('<=', '≤')} "
-            f"{bound} | {fmt(value)} | {'met' if met else f'**not met** (gap {abs(value - bound):.3f})'} |"
+            f"{bound} | {fmt(value)} | {'–'.join(map(fmt, interval)) if interval else '—'} | "
+            f"{'met' if met else f'**not met** (gap {abs(value - bound):.3f})'} |"
         )
     return "\n".join(lines)
 

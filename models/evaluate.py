@@ -12,12 +12,14 @@ clinic) and the PAD-UFES-20 test patients (phone photos); the gate also on the `
 from __future__ import annotations
 
 import json
+from functools import partial
 
 import numpy as np
 
 from models import card
 from models.curves import load_histories, plot_training
-from models.metrics import auc, balanced_accuracy, ece, macro_auc, sensitivity_specificity
+from models.data import named_sets
+from models.metrics import auc, balanced_accuracy, bootstrap_interval, ece, macro_auc, sensitivity_specificity
 from models.scores import MODELS_DIR, served_scores
 from shared.analysis.assessment import (
     GROUP_INDEX,
@@ -43,25 +45,32 @@ def calibrated(manifest: dict, scores: dict) -> dict[str, np.ndarray]:
     return out
 
 
-def model_row(role: str, probs: np.ndarray, y: np.ndarray) -> dict:
-    """The table's figures for one model on one set; the binary model is read on benign/malignant."""
+FIGURES = ("balanced_accuracy", "macro_auc", "malignant_auc", "sensitivity", "specificity", "ece")
+
+
+def figure(role: str, name: str, probs: np.ndarray, y: np.ndarray) -> float:
+    """One figure of the table for one model on one set; the binary model is read on benign/malignant."""
     malignant = GROUP_INDEX[y].astype(bool)
-    if role == "binary":
-        truth, score = malignant.astype(int), probs[:, 1]
-        macro = auc(malignant, score)
-    else:
-        truth, score = y, malignant_probability(probs)
-        macro = macro_auc(y, probs)
-    sensitivity, specificity = sensitivity_specificity(malignant, group_answer(role, probs).astype(bool))
-    return {
-        "n": int(len(y)),
-        "balanced_accuracy": balanced_accuracy(truth, probs.argmax(1)),
-        "macro_auc": macro,
-        "malignant_auc": auc(malignant, score),
-        "sensitivity": sensitivity,
-        "specificity": specificity,
-        "ece": ece(truth, probs),
-    }
+    truth = malignant.astype(int) if role == "binary" else y
+    if name == "balanced_accuracy":
+        return balanced_accuracy(truth, probs.argmax(1))
+    if name == "macro_auc" and role != "binary":
+        return macro_auc(y, probs)
+    if name in ("macro_auc", "malignant_auc"):
+        return auc(malignant, probs[:, 1] if role == "binary" else malignant_probability(probs))
+    if name in ("sensitivity", "specificity"):
+        pair = sensitivity_specificity(malignant, group_answer(role, probs).astype(bool))
+        return pair[name == "specificity"]
+    return ece(truth, probs)
+
+
+def figure_on(indices: np.ndarray, role: str, name: str, probs: np.ndarray, y: np.ndarray) -> float:
+    """``figure`` on the images at ``indices`` (a bootstrap resample)."""
+    return figure(role, name, probs[indices], y[indices])
+
+
+def model_row(role: str, probs: np.ndarray, y: np.ndarray) -> dict:
+    return {"n": int(len(y)), **{name: figure(role, name, probs, y) for name in FIGURES}}
 
 
 def conclusive_row(assessment: np.ndarray, held: np.ndarray, y: np.ndarray) -> dict:
@@ -76,17 +85,37 @@ def conclusive_row(assessment: np.ndarray, held: np.ndarray, y: np.ndarray) -> d
     }
 
 
-def set_report(manifest: dict, scores: dict) -> dict:
+def set_probabilities(manifest: dict, scores: dict) -> tuple[dict[str, np.ndarray], np.ndarray]:
+    """Every model's calibrated probabilities and the assessment's, and where ``conclusive`` holds."""
     probs = calibrated(manifest, scores)
     combination = Combination.from_manifest(manifest["assessment"])
     assessment = combine(probs, combination)
     held = conclusive(assessment, probs, combination, manifest["assessment"]["conf_threshold"])
+    return {**probs, "assessment": assessment}, held
+
+
+def set_report(manifest: dict, scores: dict) -> dict:
+    probs, held = set_probabilities(manifest, scores)
     y = scores["y"]
     return {
-        **{role: model_row(role, probs[role], y) for role in ROLES},
-        "assessment": model_row("assessment", assessment, y),
-        "conclusive": conclusive_row(assessment, held, y),
+        **{role: model_row(role, probs[role], y) for role in (*ROLES, "assessment")},
+        "conclusive": conclusive_row(probs["assessment"], held, y),
     }
+
+
+def target_intervals(manifest: dict, scores: dict, groups: dict[str, np.ndarray]) -> dict[str, list[float]]:
+    """95 % bootstrap intervals of the card's target figures, resampling lesions (HAM10000), patients
+    (PAD-UFES-20) or images (Derm7pt: one per lesion): ``{"set/model/figure": [low, high]}``. Not for ECE, which
+    a resample biases upwards (its percentile interval sits above the figure), so none is given."""
+    out = {}
+    for name in dict.fromkeys(target[0] for target in card.TARGETS):
+        probs, _ = set_probabilities(manifest, scores[name])
+        y = scores[name]["y"]
+        for _, role, metric, _, _ in (t for t in card.TARGETS if t[0] == name and t[2] != "ece"):
+            on = partial(figure_on, role=role, name=metric, probs=probs[role], y=y)
+            low, high = bootstrap_interval(on, groups[name])
+            out[f"{name}/{role}/{metric}"] = [round(low, 4), round(high, 4)]
+    return out
 
 
 def gate_report(scores: dict, threshold: float) -> dict:
@@ -105,9 +134,11 @@ def gate_report(scores: dict, threshold: float) -> dict:
 def main() -> None:
     manifest = json.loads((MODELS_DIR / "manifest.json").read_text())
     scores = served_scores(MODELS_DIR, tuple(dict.fromkeys(REPORT_SETS + GATE_SETS)))
+    groups = {name: np.array([sample.lesion_id for sample in samples]) for name, samples in named_sets().items()}
     metrics = {
         "sets": {name: set_report(manifest, scores[name]) for name in REPORT_SETS},
         "gate": gate_report(scores, manifest["gate"]["threshold"]),
+        "intervals": target_intervals(manifest, scores, groups),
     }
     (MODELS_DIR / "metrics.json").write_text(json.dumps(metrics, indent=1) + "\n")
     histories, experiments = load_histories(MODELS_DIR / "weights"), load_histories(MODELS_DIR / "experiments")

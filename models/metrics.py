@@ -6,6 +6,8 @@ probabilities of mel, bcc and akiec; for the binary model its ``malignant`` colu
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import numpy as np
 from sklearn.metrics import roc_auc_score
 
@@ -55,3 +57,27 @@ def class_balanced_weights(y: np.ndarray) -> np.ndarray:
     """Per-sample weights that give every class present the same total weight."""
     counts = np.bincount(y)
     return len(y) / (np.count_nonzero(counts) * counts[y])
+
+
+def bootstrap_interval(
+    statistic: Callable[[np.ndarray], float],
+    groups: np.ndarray,
+    resamples: int = 1000,
+    level: float = 0.95,
+    seed: int = 0,
+) -> tuple[float, float]:
+    """Percentile interval of ``statistic(indices)`` over resamples of whole groups (lesions or patients) drawn with
+    replacement, so that images of one lesion stay together; resamples where the statistic is undefined (a class
+    absent, NaN) are left out."""
+    _, inverse = np.unique(np.asarray(groups), return_inverse=True)
+    members = np.split(np.argsort(inverse, kind="stable"), np.cumsum(np.bincount(inverse))[:-1])
+    rng = np.random.default_rng(seed)
+    values = []
+    for _ in range(resamples):
+        picked = rng.integers(0, len(members), len(members))
+        value = statistic(np.concatenate([members[g] for g in picked]))
+        if value == value:
+            values.append(value)
+    tail = (1.0 - level) / 2.0 * 100.0
+    lo, hi = np.percentile(values, [tail, 100.0 - tail])
+    return float(lo), float(hi)
