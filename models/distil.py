@@ -4,10 +4,13 @@
 
 Three units:
 
-- ``ViewCache``: ``views`` augmented views of every training image (HAM10000 train + PAD-UFES-20 train, shades of
-  grey as served, ``models.augment``), made once at the teacher's size and scored by the served reference ONNX
-  graph. Each view is stored down-scaled to every student size with the teacher's logits, in
+- ``ViewCache``: ``views`` augmented views of every training image (HAM10000 train + PAD-UFES-20 train,
+  ``models.augment``), made once at the teacher's size and scored by the served reference ONNX graph on shades of
+  grey, as it is served. Each view is stored down-scaled to every student size with the teacher's logits, in
   ``build/distil/views-<digest>.npz``. A student epoch reads one view, so it costs no teacher forward pass.
+  A student reads the input its starting weights were trained on (``reads_shades_of_grey``): shades of grey for
+  one distilled before, else the plain crop, the same augmentation drawn on it. Moved to shades of grey alone, a
+  from-scratch student loses most of its balanced accuracy (diagnosis 0.636 to 0.39 on the HAM10000 fit half).
 - ``DistilTrainer``: the student trainer (``models.train.Trainer``) with the loss
   ``ALPHA * T^2 * KL(teacher_T || student_T) + (1 - ALPHA) * CE(label)``; for the binary student the teacher's
   probabilities are summed into benign / malignant.
@@ -37,7 +40,7 @@ import torch
 import torch.nn.functional as F
 
 from models.augment import augment
-from models.data import SHARED_DATA, label_indices, load_constant_pixels, named_sets
+from models.data import SHARED_DATA, label_indices, load_constant_pixels, load_pixels, named_sets
 from models.export import load_trained
 from models.metrics import auc, balanced_accuracy
 from models.nets import MODELS_DIR, WEIGHTS_DIR, build_model, logits_of, normalise, weights_path
@@ -65,10 +68,17 @@ class ViewCache:
 
 
 def make_views(
-    x: torch.Tensor, sizes: list[int], views: int, seed: int, teacher: Path = TEACHER, batch: int = 64
+    x: torch.Tensor,
+    sizes: list[int],
+    views: int,
+    seed: int,
+    teacher: Path = TEACHER,
+    batch: int = 64,
+    student_x: torch.Tensor | None = None,
 ) -> dict:
     """``views`` augmentations of ``x`` (N x S x S x 3 uint8 at the teacher's size), scored by the ``teacher``
-    ONNX graph (input ``images``, output ``logits``), each stored at every student size."""
+    ONNX graph (input ``images``, output ``logits``), each stored at every student size. With ``student_x`` (the
+    same images, prepared otherwise) the stored views are the same augmentations drawn on ``student_x``."""
     import onnxruntime as ort
 
     options, _ = session_options(usable_cpus())  # the process's one ONNX Runtime pool, as serving uses
@@ -79,9 +89,13 @@ def make_views(
         gen = torch.Generator().manual_seed(seed * 1000 + view)
         tic = time.time()
         for start in range(0, len(x), batch):
+            state = gen.get_state()
             pixels = augment(x[start : start + batch].permute(0, 3, 1, 2).float() / 255.0, gen)
             teacher_in = normalise(pixels, REFERENCE["mean"], REFERENCE["std"]).numpy()
             logits[view, start : start + batch] = session.run(["logits"], {"images": teacher_in})[0]
+            if student_x is not None:  # the same draws again (they depend on the batch size alone)
+                gen.set_state(state)
+                pixels = augment(student_x[start : start + batch].permute(0, 3, 1, 2).float() / 255.0, gen)
             for size in sizes:
                 small = F.interpolate(pixels, size=(size, size), mode="bilinear", antialias=True, align_corners=False)
                 out[size][view, start : start + batch] = (
@@ -91,17 +105,21 @@ def make_views(
     return {"logits": logits, **{f"pixels_{size}": array for size, array in out.items()}}
 
 
-def load_views(sizes: list[int], views: int, data_root: Path = SHARED_DATA, seed: int = 0) -> ViewCache:
-    """The cached views (made on first use; the cache's name hashes the teacher, the sizes and the view count)."""
+def load_views(
+    sizes: list[int], views: int, data_root: Path = SHARED_DATA, seed: int = 0, shades_of_grey: bool = True
+) -> ViewCache:
+    """The cached views (made on first use; the cache's name hashes the teacher, the sizes, the view count and
+    the students' input), on shades of grey or, if not ``shades_of_grey``, on the plain crop."""
     train = named_sets(data_root)
     samples = train["ham_train"] + train["pad_train"]
     key = f"{hashlib.sha256(TEACHER.read_bytes()).hexdigest()[:12]}-{'-'.join(map(str, sorted(sizes)))}-{views}-{seed}"
-    path = BUILD_DIR / f"views-{key}.npz"
+    path = BUILD_DIR / f"views-{key}{'' if shades_of_grey else '-plain'}.npz"
     labels = label_indices(samples, DIAGNOSIS_LABELS)
     if not path.exists():
         BUILD_DIR.mkdir(parents=True, exist_ok=True)
         x = torch.from_numpy(load_constant_pixels(samples, REFERENCE["imgsz"]))
-        np.savez(path, **make_views(x, sorted(sizes), views, seed))
+        plain = None if shades_of_grey else torch.from_numpy(load_pixels(samples, REFERENCE["imgsz"]))
+        np.savez(path, **make_views(x, sorted(sizes), views, seed, student_x=plain))
     stored = np.load(path)
     return ViewCache({size: stored[f"pixels_{size}"] for size in sizes}, stored["logits"], labels)
 
@@ -146,6 +164,14 @@ class DistilTrainer(Trainer):
         return distillation_loss(logits, targets, self.pixels.y_train[batch], DISTIL["T"], DISTIL["alpha"])
 
 
+def reads_shades_of_grey(name: str, served_dir: Path = WEIGHTS_DIR) -> bool:
+    """Whether the student's weights in ``served_dir`` were trained on shades-of-grey inputs (distilled before)."""
+    spec = STUDENTS[name]
+    history = weights_path(name, spec["arch"], served_dir).with_suffix(".history.json")
+    args = json.loads(history.read_text())["train_args"] if history.exists() else {}
+    return args.get("colour_constancy") == "shades_of_grey"
+
+
 def starting_model(config: TrainConfig, served_dir: Path = WEIGHTS_DIR) -> tuple[torch.nn.Module, list[dict]]:
     """The student with its served weights (torch file, else the ONNX file) and its curves so far."""
     model = build_model(config.arch, config.labels)
@@ -160,8 +186,11 @@ def starting_model(config: TrainConfig, served_dir: Path = WEIGHTS_DIR) -> tuple
     return model, earlier
 
 
-def distil_one(name: str, cache: ViewCache, data_root: Path, seed: int = 0, resume: bool = False) -> Path:
-    """Distil one student (``resume``: go on from the last distilled candidate in ``build/distil/``)."""
+def distil_one(
+    name: str, cache: ViewCache, data_root: Path, seed: int = 0, resume: bool = False, shades_of_grey: bool = True
+) -> Path:
+    """Distil one student (``resume``: go on from the last distilled candidate in ``build/distil/``) on the
+    cache's views, which are on shades of grey or the plain crop as ``shades_of_grey`` says."""
     spec = {**STUDENTS[name], **DISTIL["students"][name]}
     config = TrainConfig.of(
         name, data_root / "ham10000", epochs=spec["epochs"], lr=spec["lr"], imgsz=spec["imgsz"], weights_dir=BUILD_DIR
@@ -177,7 +206,7 @@ def distil_one(name: str, cache: ViewCache, data_root: Path, seed: int = 0, resu
     pixels = Pixels(
         x_train=torch.empty(0),
         y_train=torch.from_numpy(y_train),
-        x_val=torch.from_numpy(load_constant_pixels(val, config.imgsz)),
+        x_val=torch.from_numpy((load_constant_pixels if shades_of_grey else load_pixels)(val, config.imgsz)),
         y_val=label_indices(val, config.labels),
     )
     model, earlier = starting_model(config, BUILD_DIR if resume else WEIGHTS_DIR)
@@ -185,7 +214,7 @@ def distil_one(name: str, cache: ViewCache, data_root: Path, seed: int = 0, resu
     history = [{**row, "stage": "distil"} for row in trainer.fit()]
     extra = {
         "data": "HAM10000 train + PAD-UFES-20 train",
-        "colour_constancy": "shades_of_grey",
+        **({"colour_constancy": "shades_of_grey"} if shades_of_grey else {}),
         "distilled_from": TEACHER.name,
         "distillation": {"T": DISTIL["T"], "alpha": DISTIL["alpha"], "views": len(cache.teacher_logits)},
     }
@@ -201,7 +230,8 @@ def candidate_probabilities(role: str, path: Path, samples: list) -> np.ndarray:
     """The candidate's probabilities as it would be served: on the role's test-time views (``specs.VIEWS``)."""
     model, args = load_trained(role, path)
     views = VIEWS[role]
-    pixels = with_views(load_constant_pixels(samples, args["imgsz"]), views)
+    prepare = load_constant_pixels if args.get("colour_constancy") == "shades_of_grey" else load_pixels
+    pixels = with_views(prepare(samples, args["imgsz"]), views)
     probs = predict(model, torch.from_numpy(pixels), args["mean"], args["std"])
     return calibrate(mean_over_views(log_probs(probs), len(views)), 1.0)
 
@@ -253,9 +283,11 @@ def main(argv: list[str] | None = None) -> None:
     torch.set_num_threads(int(os.environ.get("TRAIN_THREADS", os.cpu_count() or 1)))
     names = list(STUDENTS) if args.model == "all" else [args.model]
     sizes = sorted({DISTIL["students"][name]["imgsz"] for name in STUDENTS})
-    cache = load_views(sizes, args.views, args.data_root, args.seed)
     for name in names:
-        select(name, distil_one(name, cache, args.data_root, args.seed, args.resume), args.data_root)
+        grey = reads_shades_of_grey(name, BUILD_DIR if args.resume else WEIGHTS_DIR)
+        cache = load_views(sizes, args.views, args.data_root, args.seed, grey)
+        candidate = distil_one(name, cache, args.data_root, args.seed, args.resume, grey)
+        select(name, candidate, args.data_root)
 
 
 if __name__ == "__main__":

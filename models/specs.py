@@ -52,13 +52,13 @@ REFERENCE = dict(
 
 # Knowledge distillation of the students from the reference (``models.distil``): soft targets at temperature T,
 # weighted ALPHA against the labels' cross-entropy, on ``views`` cached augmented views of the training images.
-# Inputs get shades-of-grey colour constancy, as the reference's do.
+# The teacher reads shades of grey, as served; a student reads what its starting weights were trained on.
 DISTIL = dict(
     T=2.0,
     alpha=0.7,
     views=4,
     students={
-        "diagnosis": dict(imgsz=128, epochs=10, lr=1e-3),
+        "diagnosis": dict(imgsz=128, epochs=10, lr=5e-4),
         "binary": dict(imgsz=128, epochs=5, lr=5e-4),
         "check": dict(imgsz=112, epochs=3, lr=3e-4),
     },

@@ -73,6 +73,31 @@ def test_views_are_scored_by_the_teacher_and_stored_at_every_student_size(teache
     assert np.abs(recomputed - views["logits"][1]).max() < 0.1
 
 
+def test_a_student_reading_other_inputs_gets_the_same_augmentations_and_the_teachers_logits(teacher, images):
+    # the teacher reads ``images`` (shades of grey in training), the student another preparation of them
+    other = 255 - images
+    mixed = distil.make_views(images, [SIZE], 2, seed=0, teacher=teacher, batch=8, student_x=other)
+    on_teacher_input = distil.make_views(images, [SIZE], 2, seed=0, teacher=teacher, batch=8)
+    on_student_input = distil.make_views(other, [SIZE], 2, seed=0, teacher=teacher, batch=8)
+    assert np.array_equal(mixed["logits"], on_teacher_input["logits"])
+    assert np.array_equal(mixed["pixels_32"], on_student_input["pixels_32"])  # the same draws, on the other input
+    assert not np.array_equal(mixed["pixels_32"], on_teacher_input["pixels_32"])
+
+
+def test_a_student_keeps_the_input_its_starting_weights_were_trained_on(tmp_path):
+    import json
+
+    def record(name: str, arch: str, args: dict) -> None:
+        path = distil.weights_path(name, arch, tmp_path).with_suffix(".history.json")
+        path.write_text(json.dumps({"train_args": args, "history": []}))
+
+    record("binary", distil.STUDENTS["binary"]["arch"], {"colour_constancy": "shades_of_grey"})
+    record("check", distil.STUDENTS["check"]["arch"], {"imgsz": 80})
+    assert distil.reads_shades_of_grey("binary", tmp_path)
+    assert not distil.reads_shades_of_grey("check", tmp_path)
+    assert not distil.reads_shades_of_grey("diagnosis", tmp_path)  # no record: trained from scratch, plain crops
+
+
 def test_soft_targets_sum_the_teachers_malignant_classes_for_the_binary_student():
     logits = torch.tensor([[2.0, 0.0, 1.0, -1.0, 0.5, 3.0, 0.0]])
     diagnosis = distil.soft_targets(logits, DIAGNOSIS_LABELS, 2.0)
