@@ -189,6 +189,25 @@ def selections(histories: dict, experiments: dict) -> str:
     return "\n".join(lines)
 
 
+def size_studies(experiments: dict) -> str:
+    """One line per ``models.size_study`` run: the diagnosis model from scratch at another YOLO11 size or input size,
+    its fit-set figures against the served model's."""
+    lines = []
+    for name, history in experiments.items():
+        record = history.get("size_study")
+        if not record:
+            continue
+        args, rows = history["train_args"], history["history"]
+        minutes = sum(row["seconds"] for row in rows) / 60
+        wins = record["candidate"]["score"] > record["served"]["score"]
+        lines.append(
+            f"  - {Path(args['model']).stem} at {args['imgsz']} px, {len(rows)} epochs ({minutes:.0f} min): "
+            f"{fit_figures(record['candidate'], record['sets'])} against {fit_figures(record['served'], record['sets'])} "
+            f"for the served model: {'**better**' if wins else 'not better'} (`experiments/{name}.history.json`)."
+        )
+    return "\n".join(lines)
+
+
 def views_table(manifest: dict) -> str:
     """Each model's fit-set score on the identity view and on each identity + view pair, and what it is served on."""
     models = manifest["models"]
@@ -233,5 +252,6 @@ def render(metrics: dict, manifest: dict, histories: dict, experiments: dict) ->
         reference_schedule=schedule(histories["reference-efficientnet-lite0"]),
         distillation=distillation(manifest),
         selections=selections(histories, experiments),
+        size_studies=size_studies(experiments),
         experiments=resolution_experiments(histories["check-resnet50"]["history"], experiments),
     )

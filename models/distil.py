@@ -246,19 +246,26 @@ def figures(probs: np.ndarray, samples: list, labels: tuple[str, ...]) -> dict[s
     }
 
 
-def select(role: str, candidate: Path, data_root: Path = SHARED_DATA) -> bool:
-    """Score the served and the distilled student on the fit sets; ship the distilled one if it scores higher."""
+def fit_record(role: str, candidate: Path, data_root: Path = SHARED_DATA, side: str = "distilled") -> dict:
+    """The served student's and the ``candidate``'s figures and score on the fit sets (the served one through the
+    serving code, the candidate as it would be served); the candidate's under ``side``."""
     sets = named_sets(data_root)
     labels = STUDENTS[role]["labels"]
     record: dict = {"sets": list(SELECTION_SETS), "score": "mean over the sets of balanced accuracy and malignant AUC"}
     served = served_scores(MODELS_DIR, SELECTION_SETS)  # log-scores through the serving code, views included
     for name, probs_of in (
         ("served", lambda set_name: calibrate(served[set_name][role], 1.0)),
-        ("distilled", lambda set_name: candidate_probabilities(role, candidate, sets[set_name])),
+        (side, lambda set_name: candidate_probabilities(role, candidate, sets[set_name])),
     ):
         by_set = {s: figures(probs_of(s), sets[s], labels) for s in SELECTION_SETS}
         score = float(np.mean([value for row in by_set.values() for value in row.values()]))
         record[name] = {**by_set, "score": round(score, 4)}
+    return record
+
+
+def select(role: str, candidate: Path, data_root: Path = SHARED_DATA) -> bool:
+    """Score the served and the distilled student on the fit sets; ship the distilled one if it scores higher."""
+    record = fit_record(role, candidate, data_root)
     record["shipped"] = record["distilled"]["score"] > record["served"]["score"]
     history_path = candidate.with_suffix(".history.json")
     history = {**json.loads(history_path.read_text()), "selection": record}

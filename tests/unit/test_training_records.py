@@ -71,3 +71,22 @@ def test_the_reference_schedule_names_each_stage_and_a_resumed_run():
         "cosine schedule; then resumed: epochs 4–5 on a 5-epoch cosine schedule; then stage full (192 px, peak "
         "learning rate 0.0003, every block, batch-norm statistics held): epochs 1–2 on a 2-epoch cosine schedule"
     )
+
+
+def test_a_size_study_is_listed_with_its_verdict_and_only_size_studies_are():
+    from models.card import size_studies
+
+    def side(score: float) -> dict:
+        figures = {"balanced_accuracy": score, "malignant_auc": score}
+        return {"ham_val_fit": figures, "pad_val": figures, "score": score}
+
+    def study(candidate: float) -> dict:
+        record = {"sets": ["ham_val_fit", "pad_val"], "served": side(0.6), "candidate": side(candidate)}
+        rows = [{"epoch": 1, "seconds": 60.0}, {"epoch": 2, "seconds": 60.0}]
+        return {"train_args": {"model": "yolo11s-cls.yaml", "imgsz": 96}, "history": rows, "size_study": record}
+
+    lines = size_studies({"a": study(0.7), "b": study(0.5), "c": {"history": [], "train_args": {}}}).splitlines()
+    assert len(lines) == 2
+    assert lines[0].startswith("  - yolo11s-cls at 96 px, 2 epochs (2 min): balanced accuracy 0.700 / 0.700")
+    assert "**better** (`experiments/a.history.json`)" in lines[0]
+    assert "not better (`experiments/b.history.json`)" in lines[1]
