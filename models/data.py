@@ -138,6 +138,11 @@ def load_constant_pixels(samples: list[Sample], size: int) -> np.ndarray:
     return out
 
 
+def load_model_pixels(samples: list[Sample], size: int, shades_of_grey: bool) -> np.ndarray:
+    """``samples`` as a model reads them: the crop, with shades of grey if the model was trained on them."""
+    return (load_constant_pixels if shades_of_grey else load_pixels)(samples, size)
+
+
 def half(key: str, seed: str = "fit-v1") -> str:
     """Split a validation set in two by ``key`` (a lesion or image id): ``fit`` (calibration, weights,
     thresholds) and ``report`` (the figures)."""

@@ -40,8 +40,8 @@ import torch
 import torch.nn.functional as F
 
 from models.augment import augment
-from models.data import SHARED_DATA, label_indices, load_constant_pixels, load_pixels, named_sets
-from models.export import load_trained
+from models.data import SHARED_DATA, label_indices, load_constant_pixels, load_model_pixels, load_pixels, named_sets
+from models.export import load_student, trained_on_shades_of_grey
 from models.metrics import auc, balanced_accuracy
 from models.nets import MODELS_DIR, WEIGHTS_DIR, build_model, logits_of, normalise, weights_path
 from models.scores import served_scores
@@ -166,10 +166,8 @@ class DistilTrainer(Trainer):
 
 def reads_shades_of_grey(name: str, served_dir: Path = WEIGHTS_DIR) -> bool:
     """Whether the student's weights in ``served_dir`` were trained on shades-of-grey inputs (distilled before)."""
-    spec = STUDENTS[name]
-    history = weights_path(name, spec["arch"], served_dir).with_suffix(".history.json")
-    args = json.loads(history.read_text())["train_args"] if history.exists() else {}
-    return args.get("colour_constancy") == "shades_of_grey"
+    history = weights_path(name, STUDENTS[name]["arch"], served_dir).with_suffix(".history.json")
+    return history.exists() and trained_on_shades_of_grey(json.loads(history.read_text())["train_args"])
 
 
 def starting_model(config: TrainConfig, served_dir: Path = WEIGHTS_DIR) -> tuple[torch.nn.Module, list[dict]]:
@@ -206,7 +204,7 @@ def distil_one(
     pixels = Pixels(
         x_train=torch.empty(0),
         y_train=torch.from_numpy(y_train),
-        x_val=torch.from_numpy((load_constant_pixels if shades_of_grey else load_pixels)(val, config.imgsz)),
+        x_val=torch.from_numpy(load_model_pixels(val, config.imgsz, shades_of_grey)),
         y_val=label_indices(val, config.labels),
     )
     model, earlier = starting_model(config, BUILD_DIR if resume else WEIGHTS_DIR)
@@ -228,11 +226,10 @@ SELECTION_SETS = ("ham_val_fit", "pad_val")
 
 def candidate_probabilities(role: str, path: Path, samples: list) -> np.ndarray:
     """The candidate's probabilities as it would be served: on the role's test-time views (``specs.VIEWS``)."""
-    model, args = load_trained(role, path)
+    student = load_student(role, path)
     views = VIEWS[role]
-    prepare = load_constant_pixels if args.get("colour_constancy") == "shades_of_grey" else load_pixels
-    pixels = with_views(prepare(samples, args["imgsz"]), views)
-    probs = predict(model, torch.from_numpy(pixels), args["mean"], args["std"])
+    pixels = with_views(student.pixels(samples), views)
+    probs = predict(student.model, torch.from_numpy(pixels), student.mean, student.std)
     return calibrate(mean_over_views(log_probs(probs), len(views)), 1.0)
 
 

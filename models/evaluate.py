@@ -18,7 +18,6 @@ import numpy as np
 
 from models import card
 from models.curves import load_histories, plot_training
-from models.data import named_sets
 from models.metrics import auc, balanced_accuracy, bootstrap_interval, ece, macro_auc, sensitivity_specificity
 from models.scores import MODELS_DIR, served_scores
 from shared.analysis.assessment import (
@@ -94,27 +93,24 @@ def set_probabilities(manifest: dict, scores: dict) -> tuple[dict[str, np.ndarra
     return {**probs, "assessment": assessment}, held
 
 
-def set_report(manifest: dict, scores: dict) -> dict:
-    probs, held = set_probabilities(manifest, scores)
-    y = scores["y"]
+def set_report(probabilities: tuple[dict[str, np.ndarray], np.ndarray], y: np.ndarray) -> dict:
+    """The table's rows for one set, from its ``set_probabilities``."""
+    probs, held = probabilities
     return {
         **{role: model_row(role, probs[role], y) for role in (*ROLES, "assessment")},
         "conclusive": conclusive_row(probs["assessment"], held, y),
     }
 
 
-def target_intervals(manifest: dict, scores: dict, groups: dict[str, np.ndarray]) -> dict[str, list[float]]:
+def target_intervals(scores: dict, probabilities: dict[str, tuple]) -> dict[str, list[float]]:
     """95 % bootstrap intervals of the card's target figures, resampling lesions (HAM10000), patients
     (PAD-UFES-20) or images (Derm7pt: one per lesion): ``{"set/model/figure": [low, high]}``. Not for ECE, which
     a resample biases upwards (its percentile interval sits above the figure), so none is given."""
     out = {}
-    for name in dict.fromkeys(target[0] for target in card.TARGETS):
-        probs, _ = set_probabilities(manifest, scores[name])
-        y = scores[name]["y"]
-        for _, role, metric, _, _ in (t for t in card.TARGETS if t[0] == name and t[2] != "ece"):
-            on = partial(figure_on, role=role, name=metric, probs=probs[role], y=y)
-            low, high = bootstrap_interval(on, groups[name])
-            out[f"{name}/{role}/{metric}"] = [round(low, 4), round(high, 4)]
+    for name, role, metric, _, _ in (target for target in card.TARGETS if target[2] != "ece"):
+        on = partial(figure_on, role=role, name=metric, probs=probabilities[name][0][role], y=scores[name]["y"])
+        low, high = bootstrap_interval(on, scores[name]["lesion"])
+        out[f"{name}/{role}/{metric}"] = [round(low, 4), round(high, 4)]
     return out
 
 
@@ -134,11 +130,11 @@ def gate_report(scores: dict, threshold: float) -> dict:
 def main() -> None:
     manifest = json.loads((MODELS_DIR / "manifest.json").read_text())
     scores = served_scores(MODELS_DIR, tuple(dict.fromkeys(REPORT_SETS + GATE_SETS)))
-    groups = {name: np.array([sample.lesion_id for sample in samples]) for name, samples in named_sets().items()}
+    probabilities = {name: set_probabilities(manifest, scores[name]) for name in REPORT_SETS}
     metrics = {
-        "sets": {name: set_report(manifest, scores[name]) for name in REPORT_SETS},
+        "sets": {name: set_report(probabilities[name], scores[name]["y"]) for name in REPORT_SETS},
         "gate": gate_report(scores, manifest["gate"]["threshold"]),
-        "intervals": target_intervals(manifest, scores, groups),
+        "intervals": target_intervals(scores, probabilities),
     }
     (MODELS_DIR / "metrics.json").write_text(json.dumps(metrics, indent=1) + "\n")
     histories, experiments = load_histories(MODELS_DIR / "weights"), load_histories(MODELS_DIR / "experiments")

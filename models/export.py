@@ -33,7 +33,7 @@ import onnx
 import torch
 from onnx import TensorProto, helper, numpy_helper
 
-from models.data import Sample, label_indices, load_constant_pixels, load_pixels, load_samples, read_split
+from models.data import Sample, label_indices, load_model_pixels, load_samples, read_split
 from models.fit import fit_temperature
 from models.metrics import auc, balanced_accuracy, macro_auc
 from models.nets import MODELS_DIR, build_model, logits_of, weights_path
@@ -206,11 +206,16 @@ class Student:
     @property
     def colour_constancy(self) -> bool:
         """Trained (distilled) on shades-of-grey inputs, so served that way too."""
-        return self.train_args.get("colour_constancy") == "shades_of_grey"
+        return trained_on_shades_of_grey(self.train_args)
 
     def pixels(self, samples: list[Sample]) -> np.ndarray:
         """``samples`` prepared as the service prepares this student's input."""
-        return (load_constant_pixels if self.colour_constancy else load_pixels)(samples, self.size)
+        return load_model_pixels(samples, self.size, self.colour_constancy)
+
+
+def trained_on_shades_of_grey(train_args: dict) -> bool:
+    """Whether a student's recorded training arguments say it read shades-of-grey inputs."""
+    return train_args.get("colour_constancy") == "shades_of_grey"
 
 
 def load_student(role: str, source: Path) -> Student:

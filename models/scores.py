@@ -50,12 +50,19 @@ def role_scores(classifier, samples: list[Sample]) -> dict[str, np.ndarray]:
 
 
 def served_scores(models_dir: Path = MODELS_DIR, names: tuple[str, ...] | None = None) -> dict[str, dict]:
-    """``{set: {role: log-scores, "gate": logits, "y": labels}}`` for the models in ``models_dir``."""
+    """``{set: {role: log-scores, "gate": logits, "y": labels, "lesion": lesion ids}}`` for the models in
+    ``models_dir``."""
     models = json.loads((Path(models_dir) / "manifest.json").read_text())["models"]
     sets = named_sets()
     names = names or tuple(name for name in sets if name != "ham_train")
     index = {label: i for i, label in enumerate(DIAGNOSIS_LABELS)}
-    result: dict[str, dict] = {name: {"y": np.array([index.get(s.dx, -1) for s in sets[name]])} for name in names}
+    result: dict[str, dict] = {
+        name: {
+            "y": np.array([index.get(s.dx, -1) for s in sets[name]]),
+            "lesion": np.array([s.lesion_id for s in sets[name]]),
+        }
+        for name in names
+    }
     classifiers = None
     CACHE_DIR.mkdir(parents=True, exist_ok=True)
     for role in ROLES:
