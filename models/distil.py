@@ -1,6 +1,6 @@
 """Distil the students (YOLO11 binary and diagnosis, ResNet50 check) from the served reference model.
 
-    python -m models.distil [--model diagnosis|binary|check|all] [--views N] [--seed S] [--resume]
+    python -m models.distil [--model diagnosis|binary|check|all] [--views N] [--fresh-views] [--seed S] [--resume]
 
 Three units:
 
@@ -40,7 +40,7 @@ import torch
 import torch.nn.functional as F
 
 from models.augment import augment
-from models.data import SHARED_DATA, label_indices, load_constant_pixels, load_model_pixels, load_pixels, named_sets
+from models.data import SHARED_DATA, label_indices, load_constant_pixels, load_model_pixels, named_sets
 from models.export import load_student, trained_on_shades_of_grey
 from models.metrics import auc, balanced_accuracy
 from models.nets import MODELS_DIR, WEIGHTS_DIR, build_model, logits_of, normalise, weights_path
@@ -60,11 +60,42 @@ TEACHER = WEIGHTS_DIR / "reference-efficientnet-lite0.onnx"
 
 @dataclass
 class ViewCache:
-    """Augmented training views per student size (V x N x S x S x 3 uint8) and the teacher's logits (V x N x 7)."""
+    """The teacher's logits on ``V`` augmented views of every training image (V x N x 7) and the students' views
+    of them: stored per student size (V x N x S x S x 3 uint8), or, with ``source`` (the students' images at the
+    teacher's size), drawn again from the view's seed when a student epoch reads it (``--fresh-views``)."""
 
     pixels: dict[int, np.ndarray]
     teacher_logits: np.ndarray
     labels: np.ndarray  # diagnosis index per image
+    source: torch.Tensor | None = None
+    seed: int = 0
+
+    def view(self, size: int, index: int) -> np.ndarray:
+        """The students' pixels of view ``index`` at ``size`` (N x S x S x 3 uint8)."""
+        if self.source is None:
+            return self.pixels[size][index]
+        return student_view(self.source, index, self.seed, size)
+
+
+def view_generator(seed: int, view: int) -> torch.Generator:
+    return torch.Generator().manual_seed(seed * 1000 + view)
+
+
+def to_size(pixels: torch.Tensor, size: int) -> np.ndarray:
+    small = F.interpolate(pixels, size=(size, size), mode="bilinear", antialias=True, align_corners=False)
+    return (small.clamp(0, 1) * 255).round().byte().permute(0, 2, 3, 1).numpy()
+
+
+def student_view(x: torch.Tensor, view: int, seed: int, size: int, batch: int = 64) -> np.ndarray:
+    """View ``view`` of ``x`` at ``size``: the augmentation ``make_views`` drew for it, drawn again (the draws
+    depend on the seed and the batch size alone)."""
+    gen = view_generator(seed, view)
+    out = np.empty((len(x), size, size, 3), np.uint8)
+    for start in range(0, len(x), batch):
+        out[start : start + batch] = to_size(
+            augment(x[start : start + batch].permute(0, 3, 1, 2).float() / 255.0, gen), size
+        )
+    return out
 
 
 def make_views(
@@ -86,7 +117,7 @@ def make_views(
     out = {size: np.empty((views, len(x), size, size, 3), np.uint8) for size in sizes}
     logits = np.empty((views, len(x), len(DIAGNOSIS_LABELS)), np.float32)
     for view in range(views):
-        gen = torch.Generator().manual_seed(seed * 1000 + view)
+        gen = view_generator(seed, view)
         tic = time.time()
         for start in range(0, len(x), batch):
             state = gen.get_state()
@@ -97,31 +128,44 @@ def make_views(
                 gen.set_state(state)
                 pixels = augment(student_x[start : start + batch].permute(0, 3, 1, 2).float() / 255.0, gen)
             for size in sizes:
-                small = F.interpolate(pixels, size=(size, size), mode="bilinear", antialias=True, align_corners=False)
-                out[size][view, start : start + batch] = (
-                    (small.clamp(0, 1) * 255).round().byte().permute(0, 2, 3, 1).numpy()
-                )
+                out[size][view, start : start + batch] = to_size(pixels, size)
         print(f"[views] view {view + 1}/{views} in {time.time() - tic:.0f}s", flush=True)
     return {"logits": logits, **{f"pixels_{size}": array for size, array in out.items()}}
 
 
 def load_views(
-    sizes: list[int], views: int, data_root: Path = SHARED_DATA, seed: int = 0, shades_of_grey: bool = True
+    sizes: list[int],
+    views: int,
+    data_root: Path = SHARED_DATA,
+    seed: int = 0,
+    shades_of_grey: bool = True,
+    fresh: bool = False,
 ) -> ViewCache:
     """The cached views (made on first use; the cache's name hashes the teacher, the sizes, the view count and
-    the students' input), on shades of grey or, if not ``shades_of_grey``, on the plain crop."""
+    the students' input), on shades of grey or, if not ``shades_of_grey``, on the plain crop. ``fresh`` caches
+    the teacher's logits alone, and the students' views are drawn again each epoch, so many views cost no memory."""
     train = named_sets(data_root)
     samples = train["ham_train"] + train["pad_train"]
-    key = f"{hashlib.sha256(TEACHER.read_bytes()).hexdigest()[:12]}-{'-'.join(map(str, sorted(sizes)))}-{views}-{seed}"
-    path = BUILD_DIR / f"views-{key}{'' if shades_of_grey else '-plain'}.npz"
+    stored_sizes = [] if fresh else sorted(sizes)
+    digest = hashlib.sha256(TEACHER.read_bytes()).hexdigest()[:12]
+    key = f"{digest}-{'-'.join(map(str, stored_sizes)) or 'logits'}-{views}-{seed}"
+    path = BUILD_DIR / f"views-{key}{'' if shades_of_grey or fresh else '-plain'}.npz"
     labels = label_indices(samples, DIAGNOSIS_LABELS)
-    if not path.exists():
+    teacher_x = torch.from_numpy(load_constant_pixels(samples, REFERENCE["imgsz"])) if not path.exists() else None
+    student_x = None
+    if fresh or (teacher_x is not None and not shades_of_grey):
+        student_x = torch.from_numpy(load_model_pixels(samples, REFERENCE["imgsz"], shades_of_grey))
+    if teacher_x is not None:
         BUILD_DIR.mkdir(parents=True, exist_ok=True)
-        x = torch.from_numpy(load_constant_pixels(samples, REFERENCE["imgsz"]))
-        plain = None if shades_of_grey else torch.from_numpy(load_pixels(samples, REFERENCE["imgsz"]))
-        np.savez(path, **make_views(x, sorted(sizes), views, seed, student_x=plain))
+        np.savez(path, **make_views(teacher_x, stored_sizes, views, seed, student_x=None if fresh else student_x))
     stored = np.load(path)
-    return ViewCache({size: stored[f"pixels_{size}"] for size in sizes}, stored["logits"], labels)
+    return ViewCache(
+        {size: stored[f"pixels_{size}"] for size in stored_sizes},
+        stored["logits"],
+        labels,
+        source=student_x if fresh else None,
+        seed=seed,
+    )
 
 
 def soft_targets(teacher_logits: torch.Tensor, labels: tuple[str, ...], temperature: float) -> torch.Tensor:
@@ -146,19 +190,21 @@ class DistilTrainer(Trainer):
 
     def __init__(self, config: TrainConfig, model: torch.nn.Module, pixels: Pixels, gen, cache: ViewCache):
         super().__init__(config, model, pixels, gen)
-        self.views = torch.from_numpy(cache.pixels[config.imgsz])
+        self.cache = cache
+        self.view_pixels = torch.empty(0)
         targets = soft_targets(torch.from_numpy(cache.teacher_logits).flatten(0, 1), config.labels, DISTIL["T"])
         self.targets = targets.view(*cache.teacher_logits.shape[:2], -1)
         self.epoch = self.view = 0
 
     def train_epoch(self) -> float:
-        self.view = self.epoch % len(self.views)
+        self.view = self.epoch % len(self.cache.teacher_logits)
+        self.view_pixels = torch.from_numpy(self.cache.view(self.config.imgsz, self.view))
         self.epoch += 1
         return super().train_epoch()
 
     def batch_loss(self, batch: torch.Tensor) -> torch.Tensor:
         """Against the teacher's soft targets on this epoch's cached view, and the labels."""
-        x = self.views[self.view, batch].permute(0, 3, 1, 2).float() / 255.0
+        x = self.view_pixels[batch].permute(0, 3, 1, 2).float() / 255.0
         logits = logits_of(self.model, normalise(x, self.config.spec["mean"], self.config.spec["std"]))
         targets = self.targets[self.view, batch]
         return distillation_loss(logits, targets, self.pixels.y_train[batch], DISTIL["T"], DISTIL["alpha"])
@@ -281,6 +327,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--model", choices=[*STUDENTS, "all"], default="all")
     parser.add_argument("--views", type=int, default=DISTIL["views"])
     parser.add_argument("--seed", type=int, default=0, help="another seed caches other views")
+    parser.add_argument(
+        "--fresh-views", action="store_true", help="cache the teacher's logits only; draw the views again each epoch"
+    )
     parser.add_argument("--resume", action="store_true", help="go on from the distilled candidates in build/distil/")
     parser.add_argument("--data-root", type=Path, default=SHARED_DATA)
     args = parser.parse_args(argv)
@@ -289,7 +338,7 @@ def main(argv: list[str] | None = None) -> None:
     sizes = sorted({DISTIL["students"][name]["imgsz"] for name in STUDENTS})
     for name in names:
         grey = reads_shades_of_grey(name, BUILD_DIR if args.resume else WEIGHTS_DIR)
-        cache = load_views(sizes, args.views, args.data_root, args.seed, grey)
+        cache = load_views(sizes, args.views, args.data_root, args.seed, grey, args.fresh_views)
         candidate = distil_one(name, cache, args.data_root, args.seed, args.resume, grey)
         select(name, candidate, args.data_root)
 

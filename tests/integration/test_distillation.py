@@ -84,6 +84,20 @@ def test_a_student_reading_other_inputs_gets_the_same_augmentations_and_the_teac
     assert not np.array_equal(mixed["pixels_32"], on_teacher_input["pixels_32"])
 
 
+def test_fresh_views_are_drawn_again_from_the_seed_as_the_cache_would_have_stored_them(teacher, images):
+    other = 255 - images  # the student's preparation of the same images
+    stored = distil.make_views(images, [SIZE], 3, seed=5, teacher=teacher, student_x=other)
+    logits_only = distil.make_views(images, [], 3, seed=5, teacher=teacher)
+    assert set(logits_only) == {"logits"} and np.array_equal(logits_only["logits"], stored["logits"])
+    fresh = distil.ViewCache({}, logits_only["logits"], stored["logits"][0].argmax(1), source=other, seed=5)
+    for view in range(3):
+        assert np.array_equal(fresh.view(SIZE, view), stored["pixels_32"][view])
+    assert np.array_equal(
+        distil.student_view(other, 1, 5, SIZE, batch=8),
+        distil.make_views(images, [SIZE], 2, seed=5, teacher=teacher, batch=8, student_x=other)["pixels_32"][1],
+    )
+
+
 def test_a_student_keeps_the_input_its_starting_weights_were_trained_on(tmp_path):
     import json
 
