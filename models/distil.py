@@ -74,7 +74,7 @@ class ViewCache:
         """The students' pixels of view ``index`` at ``size`` (N x S x S x 3 uint8)."""
         if self.source is None:
             return self.pixels[size][index]
-        return student_view(self.source, index, self.seed, size)
+        return student_views(self.source, index, self.seed, [size])[size]
 
 
 def view_generator(seed: int, view: int) -> torch.Generator:
@@ -86,15 +86,17 @@ def to_size(pixels: torch.Tensor, size: int) -> np.ndarray:
     return (small.clamp(0, 1) * 255).round().byte().permute(0, 2, 3, 1).numpy()
 
 
-def student_view(x: torch.Tensor, view: int, seed: int, size: int, batch: int = 64) -> np.ndarray:
-    """View ``view`` of ``x`` at ``size``: the augmentation ``make_views`` drew for it, drawn again (the draws
-    depend on the seed and the batch size alone)."""
+def student_views(x: torch.Tensor, view: int, seed: int, sizes: list[int], batch: int = 64) -> dict[int, np.ndarray]:
+    """View ``view`` of ``x`` at every size (N x S x S x 3 uint8): the augmentation drawn for that view from its
+    seed (the draws depend on the seed and the batch size alone, not on the images)."""
+    if not sizes:
+        return {}
     gen = view_generator(seed, view)
-    out = np.empty((len(x), size, size, 3), np.uint8)
+    out = {size: np.empty((len(x), size, size, 3), np.uint8) for size in sizes}
     for start in range(0, len(x), batch):
-        out[start : start + batch] = to_size(
-            augment(x[start : start + batch].permute(0, 3, 1, 2).float() / 255.0, gen), size
-        )
+        pixels = augment(x[start : start + batch].permute(0, 3, 1, 2).float() / 255.0, gen)
+        for size in sizes:
+            out[size][start : start + batch] = to_size(pixels, size)
     return out
 
 
@@ -120,15 +122,11 @@ def make_views(
         gen = view_generator(seed, view)
         tic = time.time()
         for start in range(0, len(x), batch):
-            state = gen.get_state()
             pixels = augment(x[start : start + batch].permute(0, 3, 1, 2).float() / 255.0, gen)
             teacher_in = normalise(pixels, REFERENCE["mean"], REFERENCE["std"]).numpy()
             logits[view, start : start + batch] = session.run(["logits"], {"images": teacher_in})[0]
-            if student_x is not None:  # the same draws again (they depend on the batch size alone)
-                gen.set_state(state)
-                pixels = augment(student_x[start : start + batch].permute(0, 3, 1, 2).float() / 255.0, gen)
-            for size in sizes:
-                out[size][view, start : start + batch] = to_size(pixels, size)
+        for size, pixels in student_views(x if student_x is None else student_x, view, seed, sizes, batch).items():
+            out[size][view] = pixels
         print(f"[views] view {view + 1}/{views} in {time.time() - tic:.0f}s", flush=True)
     return {"logits": logits, **{f"pixels_{size}": array for size, array in out.items()}}
 
@@ -151,13 +149,16 @@ def load_views(
     key = f"{digest}-{'-'.join(map(str, stored_sizes)) or 'logits'}-{views}-{seed}"
     path = BUILD_DIR / f"views-{key}{'' if shades_of_grey or fresh else '-plain'}.npz"
     labels = label_indices(samples, DIAGNOSIS_LABELS)
-    teacher_x = torch.from_numpy(load_constant_pixels(samples, REFERENCE["imgsz"])) if not path.exists() else None
-    student_x = None
-    if fresh or (teacher_x is not None and not shades_of_grey):
+    build = not path.exists()
+    student_x = None  # the students' images at the teacher's size, where they differ from the teacher's or are redrawn
+    if fresh or (build and not shades_of_grey):
         student_x = torch.from_numpy(load_model_pixels(samples, REFERENCE["imgsz"], shades_of_grey))
-    if teacher_x is not None:
+    if build:
         BUILD_DIR.mkdir(parents=True, exist_ok=True)
-        np.savez(path, **make_views(teacher_x, stored_sizes, views, seed, student_x=None if fresh else student_x))
+        reuse = fresh and shades_of_grey  # the students' images are then the teacher's
+        teacher_x = student_x if reuse else torch.from_numpy(load_constant_pixels(samples, REFERENCE["imgsz"]))
+        student_input = None if shades_of_grey else student_x
+        np.savez(path, **make_views(teacher_x, stored_sizes, views, seed, student_x=student_input))
     stored = np.load(path)
     return ViewCache(
         {size: stored[f"pixels_{size}"] for size in stored_sizes},

@@ -93,7 +93,7 @@ def test_fresh_views_are_drawn_again_from_the_seed_as_the_cache_would_have_store
     for view in range(3):
         assert np.array_equal(fresh.view(SIZE, view), stored["pixels_32"][view])
     assert np.array_equal(
-        distil.student_view(other, 1, 5, SIZE, batch=8),
+        distil.student_views(other, 1, 5, [SIZE], batch=8)[SIZE],
         distil.make_views(images, [SIZE], 2, seed=5, teacher=teacher, batch=8, student_x=other)["pixels_32"][1],
     )
 
