@@ -169,6 +169,14 @@ def fit_figures(side: dict, sets: list[str]) -> str:
     )
 
 
+def how_distilled(train_args: dict) -> str:
+    """Where a distilled student started and which views it saw, e.g. "from fresh weights on 24 fresh views"."""
+    record = train_args.get("distillation", {})
+    start = "from fresh weights" if record.get("start") == "scratch" else "from the weights served before"
+    views = record.get("views", DISTIL["views"])
+    return f"{start} on {views} {'fresh' if record.get('fresh_views') else 'cached'} views"
+
+
 def selections(histories: dict, experiments: dict) -> str:
     """One line per distilled student: its fit-set figures against those of the model served before it, and
     whether it ships."""
@@ -182,7 +190,8 @@ def selections(histories: dict, experiments: dict) -> str:
 
         verdict = "**shipped**" if record["shipped"] else f"not shipped (`experiments/{name}.history.json`)"
         lines.append(
-            f"  - {name.removesuffix('-distilled')}: distilled for {len(rows)} epochs ({minutes:.0f} min): "
+            f"  - {name.split('-distilled')[0]}: distilled {how_distilled(history['train_args'])} for {len(rows)} "
+            f"epochs ({minutes:.0f} min): "
             f"{fit_figures(record['distilled'], record['sets'])} against {fit_figures(record['served'], record['sets'])} for the model served before: "
             f"{verdict}."
         )

@@ -1,6 +1,7 @@
 """Distil the students (YOLO11 binary and diagnosis, ResNet50 check) from the served reference model.
 
     python -m models.distil [--model diagnosis|binary|check|all] [--views N] [--fresh-views] [--seed S] [--resume]
+                            [--from-scratch [--epochs E]]
 
 Three units:
 
@@ -15,8 +16,9 @@ Three units:
   ``ALPHA * T^2 * KL(teacher_T || student_T) + (1 - ALPHA) * CE(label)``; for the binary student the teacher's
   probabilities are summed into benign / malignant.
 - ``select``: each student starts from its served weights (``models/weights/<role>-<arch>.pt``/``.pth``, else
-  its ONNX file; ``--resume``: from its last candidate) and is written to ``build/distil/``. The distilled and
-  the served student are then scored on the fit sets (HAM10000 val fit half, PAD-UFES-20 val; never Derm7pt or
+  its ONNX file; ``--resume``: from its last candidate; ``--from-scratch``: from fresh weights, for its
+  from-scratch epochs and learning rate, reading shades of grey as its teacher does) and is written to
+  ``build/distil/``. The distilled and the served student are then scored on the fit sets (HAM10000 val fit half, PAD-UFES-20 val; never Derm7pt or
   a report set). The distilled one replaces the served one (weights and curves into ``models/weights/``, where
   ``models.export`` reads them) only if its score, the mean over the two sources of balanced accuracy and
   malignant AUC, is higher; otherwise its curves go to ``models/experiments/``. Either way the figures are kept
@@ -231,15 +233,44 @@ def starting_model(config: TrainConfig, served_dir: Path = WEIGHTS_DIR) -> tuple
     return model, earlier
 
 
-def distil_one(
-    name: str, cache: ViewCache, data_root: Path, seed: int = 0, resume: bool = False, shades_of_grey: bool = True
-) -> Path:
-    """Distil one student (``resume``: go on from the last distilled candidate in ``build/distil/``) on the
-    cache's views, which are on shades of grey or the plain crop as ``shades_of_grey`` says."""
-    spec = {**STUDENTS[name], **DISTIL["students"][name]}
-    config = TrainConfig.of(
-        name, data_root / "ham10000", epochs=spec["epochs"], lr=spec["lr"], imgsz=spec["imgsz"], weights_dir=BUILD_DIR
+def distil_config(name: str, data_root: Path, from_scratch: bool = False, epochs: int | None = None) -> TrainConfig:
+    """The run: ``DISTIL``'s size, epochs and learning rate for going on from trained weights; from scratch, the
+    student's own (``STUDENTS``); ``epochs`` overrides either."""
+    spec = STUDENTS[name] if from_scratch else DISTIL["students"][name]
+    return TrainConfig.of(
+        name,
+        data_root / "ham10000",
+        epochs=epochs or spec["epochs"],
+        lr=spec["lr"],
+        imgsz=spec["imgsz"],
+        weights_dir=BUILD_DIR,
     )
+
+
+def student_start(
+    config: TrainConfig, from_scratch: bool = False, resume: bool = False, served_dir: Path = WEIGHTS_DIR
+) -> tuple[torch.nn.Module, list[dict]]:
+    """Fresh weights and no curves (``from_scratch``), the last candidate (``resume``) or the served student."""
+    if from_scratch:
+        print(f"[{config.name}] starting from fresh weights", flush=True)
+        return build_model(config.arch, config.labels), []
+    return starting_model(config, BUILD_DIR if resume else served_dir)
+
+
+def distil_one(
+    name: str,
+    cache: ViewCache,
+    data_root: Path,
+    seed: int = 0,
+    resume: bool = False,
+    shades_of_grey: bool = True,
+    from_scratch: bool = False,
+    epochs: int | None = None,
+) -> Path:
+    """Distil one student (``resume``: go on from the last distilled candidate in ``build/distil/``;
+    ``from_scratch``: start from fresh weights with the student's from-scratch schedule) on the cache's views,
+    which are on shades of grey or the plain crop as ``shades_of_grey`` says."""
+    config = distil_config(name, data_root, from_scratch, epochs)
     torch.manual_seed(seed)
     sets = named_sets(data_root)
     y_train = (
@@ -254,14 +285,20 @@ def distil_one(
         x_val=torch.from_numpy(load_model_pixels(val, config.imgsz, shades_of_grey)),
         y_val=label_indices(val, config.labels),
     )
-    model, earlier = starting_model(config, BUILD_DIR if resume else WEIGHTS_DIR)
+    model, earlier = student_start(config, from_scratch, resume)
     trainer = DistilTrainer(config, model, pixels, torch.Generator().manual_seed(seed), cache)
     history = [{**row, "stage": "distil"} for row in trainer.fit()]
     extra = {
         "data": "HAM10000 train + PAD-UFES-20 train",
         **({"colour_constancy": "shades_of_grey"} if shades_of_grey else {}),
         "distilled_from": TEACHER.name,
-        "distillation": {"T": DISTIL["T"], "alpha": DISTIL["alpha"], "views": len(cache.teacher_logits)},
+        "distillation": {
+            "T": DISTIL["T"],
+            "alpha": DISTIL["alpha"],
+            "views": len(cache.teacher_logits),
+            "fresh_views": cache.source is not None,
+            "start": "scratch" if from_scratch else "served",
+        },
     }
     return save(config, copy.deepcopy(trainer.ema.module).eval(), earlier, history, extra)
 
@@ -307,8 +344,9 @@ def fit_record(role: str, candidate: Path, data_root: Path = SHARED_DATA, side: 
     return record
 
 
-def select(role: str, candidate: Path, data_root: Path = SHARED_DATA) -> bool:
-    """Score the served and the distilled student on the fit sets; ship the distilled one if it scores higher."""
+def select(role: str, candidate: Path, data_root: Path = SHARED_DATA, tag: str = "distilled") -> bool:
+    """Score the served and the distilled student on the fit sets; ship the distilled one if it scores higher,
+    else keep its curves as ``experiments/<role>-<arch>-<tag>.history.json``."""
     record = fit_record(role, candidate, data_root)
     record["shipped"] = record["distilled"]["score"] > record["served"]["score"]
     history_path = candidate.with_suffix(".history.json")
@@ -317,7 +355,7 @@ def select(role: str, candidate: Path, data_root: Path = SHARED_DATA) -> bool:
         shutil.copyfile(candidate, WEIGHTS_DIR / candidate.name)
         target = WEIGHTS_DIR / history_path.name
     else:
-        target = MODELS_DIR / "experiments" / history_path.name.replace(".history.json", "-distilled.history.json")
+        target = MODELS_DIR / "experiments" / history_path.name.replace(".history.json", f"-{tag}.history.json")
     target.write_text(json.dumps(history, indent=1) + "\n")
     print(f"[{role}] selection: {json.dumps(record)} -> {target}", flush=True)
     return record["shipped"]
@@ -332,16 +370,24 @@ def main(argv: list[str] | None = None) -> None:
         "--fresh-views", action="store_true", help="cache the teacher's logits only; draw the views again each epoch"
     )
     parser.add_argument("--resume", action="store_true", help="go on from the distilled candidates in build/distil/")
+    parser.add_argument(
+        "--from-scratch",
+        action="store_true",
+        help="start from fresh weights, for the student's from-scratch epochs and learning rate, on shades of grey",
+    )
+    parser.add_argument("--epochs", type=int, help="override the number of epochs")
     parser.add_argument("--data-root", type=Path, default=SHARED_DATA)
     args = parser.parse_args(argv)
     torch.set_num_threads(int(os.environ.get("TRAIN_THREADS", os.cpu_count() or 1)))
     names = list(STUDENTS) if args.model == "all" else [args.model]
     sizes = sorted({DISTIL["students"][name]["imgsz"] for name in STUDENTS})
     for name in names:
-        grey = reads_shades_of_grey(name, BUILD_DIR if args.resume else WEIGHTS_DIR)
+        grey = args.from_scratch or reads_shades_of_grey(name, BUILD_DIR if args.resume else WEIGHTS_DIR)
         cache = load_views(sizes, args.views, args.data_root, args.seed, grey, args.fresh_views)
-        candidate = distil_one(name, cache, args.data_root, args.seed, args.resume, grey)
-        select(name, candidate, args.data_root)
+        candidate = distil_one(
+            name, cache, args.data_root, args.seed, args.resume, grey, args.from_scratch, args.epochs
+        )
+        select(name, candidate, args.data_root, "distilled-scratch" if args.from_scratch else "distilled")
 
 
 if __name__ == "__main__":

@@ -1,16 +1,19 @@
 """Evaluate every served model, the assessment, the gate and ``conclusive``; write metrics.json, MODEL_CARD.md
 (rendered from ``card_template.md``) and training.png.
 
-    python -m models.evaluate
+    python -m models.evaluate [--records-only]
 
 The models run exactly as the service runs them (``models/scores.py``: the serving crop, colour constancy, ONNX
 Runtime), then the manifest's temperatures and the assessment (``shared.analysis``). Figures are measured on sets
 nothing was trained, calibrated or tuned on: the ``report`` half of the HAM10000 validation lesions, Derm7pt (another
 clinic) and the PAD-UFES-20 test patients (phone photos); the gate also on the ``report`` half of not-a-lesion.
+``--records-only`` scores nothing: it renders the card and the curves again from the committed metrics.json and
+training records (after an experiment that changed no served model).
 """
 
 from __future__ import annotations
 
+import argparse
 import json
 from functools import partial
 
@@ -127,16 +130,27 @@ def gate_report(scores: dict, threshold: float) -> dict:
     return out
 
 
-def main() -> None:
-    manifest = json.loads((MODELS_DIR / "manifest.json").read_text())
+def measure(manifest: dict) -> dict:
+    """Every report figure, through the serving code."""
     scores = served_scores(MODELS_DIR, tuple(dict.fromkeys(REPORT_SETS + GATE_SETS)))
     probabilities = {name: set_probabilities(manifest, scores[name]) for name in REPORT_SETS}
-    metrics = {
+    return {
         "sets": {name: set_report(probabilities[name], scores[name]["y"]) for name in REPORT_SETS},
         "gate": gate_report(scores, manifest["gate"]["threshold"]),
         "intervals": target_intervals(scores, probabilities),
     }
-    (MODELS_DIR / "metrics.json").write_text(json.dumps(metrics, indent=1) + "\n")
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--records-only", action="store_true", help="render card and curves from metrics.json")
+    args = parser.parse_args(argv)
+    manifest = json.loads((MODELS_DIR / "manifest.json").read_text())
+    if args.records_only:
+        metrics = json.loads((MODELS_DIR / "metrics.json").read_text())
+    else:
+        metrics = measure(manifest)
+        (MODELS_DIR / "metrics.json").write_text(json.dumps(metrics, indent=1) + "\n")
     histories, experiments = load_histories(MODELS_DIR / "weights"), load_histories(MODELS_DIR / "experiments")
     plot_training(histories, experiments, MODELS_DIR / "training.png")
     (MODELS_DIR / "MODEL_CARD.md").write_text(card.render(metrics, manifest, histories, experiments))

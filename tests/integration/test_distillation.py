@@ -112,6 +112,21 @@ def test_a_student_keeps_the_input_its_starting_weights_were_trained_on(tmp_path
     assert not distil.reads_shades_of_grey("diagnosis", tmp_path)  # no record: trained from scratch, plain crops
 
 
+def test_a_student_distilled_from_scratch_starts_from_fresh_weights_on_its_own_schedule(tmp_path):
+    scratch = distil.distil_config("diagnosis", tmp_path, from_scratch=True)
+    going_on = distil.distil_config("diagnosis", tmp_path)
+    own, continued = distil.STUDENTS["diagnosis"], distil.DISTIL["students"]["diagnosis"]
+    assert (scratch.epochs, scratch.lr, scratch.imgsz) == (own["epochs"], own["lr"], own["imgsz"])
+    assert (going_on.epochs, going_on.lr, going_on.imgsz) == (continued["epochs"], continued["lr"], continued["imgsz"])
+    assert distil.distil_config("diagnosis", tmp_path, from_scratch=True, epochs=3).epochs == 3
+    served, served_curves = distil.student_start(going_on)  # the committed ONNX weights and their curves
+    fresh, fresh_curves = distil.student_start(scratch, from_scratch=True)
+    assert fresh_curves == [] and len(served_curves) >= own["epochs"]
+    served_weights, fresh_weights = served.state_dict(), fresh.state_dict()
+    convs = [key for key, value in served_weights.items() if key.endswith("conv.weight") and value.dim() == 4]
+    assert convs and all(not torch.equal(served_weights[key], fresh_weights[key]) for key in convs)
+
+
 def test_soft_targets_sum_the_teachers_malignant_classes_for_the_binary_student():
     logits = torch.tensor([[2.0, 0.0, 1.0, -1.0, 0.5, 3.0, 0.0]])
     diagnosis = distil.soft_targets(logits, DIAGNOSIS_LABELS, 2.0)
