@@ -1,7 +1,7 @@
 """Distil the students (YOLO11 binary and diagnosis, ResNet50 check) from the served reference model.
 
     python -m models.distil [--model diagnosis|binary|check|all] [--views N] [--fresh-views] [--seed S] [--resume]
-                            [--from-scratch [--epochs E]]
+                            [--from-scratch [--epochs E]] [--correct-teacher]
 
 Three units:
 
@@ -14,7 +14,8 @@ Three units:
   from-scratch student loses most of its balanced accuracy (diagnosis 0.636 to 0.39 on the HAM10000 fit half).
 - ``DistilTrainer``: the student trainer (``models.train.Trainer``) with the loss
   ``ALPHA * T^2 * KL(teacher_T || student_T) + (1 - ALPHA) * CE(label)``; for the binary student the teacher's
-  probabilities are summed into benign / malignant.
+  probabilities are summed into benign / malignant. ``--correct-teacher``: where the teacher's top class is not the
+  label, the two probabilities are swapped (the reference is wrong on about one in five of its own training views).
 - ``select``: each student starts from its served weights (``models/weights/<role>-<arch>.pt``/``.pth``, else
   its ONNX file; ``--resume``: from its last candidate; ``--from-scratch``: from fresh weights, for its
   from-scratch epochs and learning rate, reading shades of grey as its teacher does) and is written to
@@ -180,6 +181,17 @@ def soft_targets(teacher_logits: torch.Tensor, labels: tuple[str, ...], temperat
     return probs
 
 
+def corrected(targets: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """Knowledge adjustment (Wen et al., 2019): where the teacher's top class is not the label, its probability and
+    the label's are swapped, so the target's top class is the label and the rest of the teacher's answer is kept."""
+    top = targets.argmax(1)
+    rows = (top != y).nonzero().squeeze(1)
+    out = targets.clone()
+    out[rows, top[rows]] = targets[rows, y[rows]]
+    out[rows, y[rows]] = targets[rows, top[rows]]
+    return out
+
+
 def distillation_loss(
     student_logits: torch.Tensor, targets: torch.Tensor, y: torch.Tensor, temperature: float, alpha: float
 ) -> torch.Tensor:
@@ -189,14 +201,20 @@ def distillation_loss(
 
 
 class DistilTrainer(Trainer):
-    """Trains on the cached views (view ``epoch % V``) against the teacher's soft targets and the labels."""
+    """Trains on the cached views (view ``epoch % V``) against the teacher's soft targets (``correct``: with its
+    wrong answers corrected, :func:`corrected`) and the labels."""
 
-    def __init__(self, config: TrainConfig, model: torch.nn.Module, pixels: Pixels, gen, cache: ViewCache):
+    def __init__(
+        self, config: TrainConfig, model: torch.nn.Module, pixels: Pixels, gen, cache: ViewCache, correct: bool = False
+    ):
         super().__init__(config, model, pixels, gen)
         self.cache = cache
         self.view_pixels = torch.empty(0)
+        views, n = cache.teacher_logits.shape[:2]
         targets = soft_targets(torch.from_numpy(cache.teacher_logits).flatten(0, 1), config.labels, DISTIL["T"])
-        self.targets = targets.view(*cache.teacher_logits.shape[:2], -1)
+        if correct:
+            targets = corrected(targets, pixels.y_train.repeat(views))
+        self.targets = targets.view(views, n, -1)
         self.epoch = self.view = 0
 
     def train_epoch(self) -> float:
@@ -266,6 +284,7 @@ def distil_one(
     shades_of_grey: bool = True,
     from_scratch: bool = False,
     epochs: int | None = None,
+    correct: bool = False,
 ) -> Path:
     """Distil one student (``resume``: go on from the last distilled candidate in ``build/distil/``;
     ``from_scratch``: start from fresh weights with the student's from-scratch schedule) on the cache's views,
@@ -286,7 +305,7 @@ def distil_one(
         y_val=label_indices(val, config.labels),
     )
     model, earlier = student_start(config, from_scratch, resume)
-    trainer = DistilTrainer(config, model, pixels, torch.Generator().manual_seed(seed), cache)
+    trainer = DistilTrainer(config, model, pixels, torch.Generator().manual_seed(seed), cache, correct)
     history = [{**row, "stage": "distil"} for row in trainer.fit()]
     extra = {
         "data": "HAM10000 train + PAD-UFES-20 train",
@@ -298,6 +317,7 @@ def distil_one(
             "views": len(cache.teacher_logits),
             "fresh_views": cache.source is not None,
             "start": "scratch" if from_scratch else "served",
+            "teacher_corrected": correct,
         },
     }
     return save(config, copy.deepcopy(trainer.ema.module).eval(), earlier, history, extra)
@@ -376,6 +396,11 @@ def main(argv: list[str] | None = None) -> None:
         help="start from fresh weights, for the student's from-scratch epochs and learning rate, on shades of grey",
     )
     parser.add_argument("--epochs", type=int, help="override the number of epochs")
+    parser.add_argument(
+        "--correct-teacher",
+        action="store_true",
+        help="where the teacher's top class is not the label, swap their probabilities (knowledge adjustment)",
+    )
     parser.add_argument("--data-root", type=Path, default=SHARED_DATA)
     args = parser.parse_args(argv)
     torch.set_num_threads(int(os.environ.get("TRAIN_THREADS", os.cpu_count() or 1)))
@@ -385,9 +410,18 @@ def main(argv: list[str] | None = None) -> None:
         grey = args.from_scratch or reads_shades_of_grey(name, BUILD_DIR if args.resume else WEIGHTS_DIR)
         cache = load_views(sizes, args.views, args.data_root, args.seed, grey, args.fresh_views)
         candidate = distil_one(
-            name, cache, args.data_root, args.seed, args.resume, grey, args.from_scratch, args.epochs
+            name,
+            cache,
+            args.data_root,
+            args.seed,
+            args.resume,
+            grey,
+            args.from_scratch,
+            args.epochs,
+            args.correct_teacher,
         )
-        select(name, candidate, args.data_root, "distilled-scratch" if args.from_scratch else "distilled")
+        tag = "distilled" + "-scratch" * args.from_scratch + "-corrected" * args.correct_teacher
+        select(name, candidate, args.data_root, tag)
 
 
 if __name__ == "__main__":

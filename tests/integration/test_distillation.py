@@ -136,6 +136,31 @@ def test_soft_targets_sum_the_teachers_malignant_classes_for_the_binary_student(
     assert torch.allclose(binary, torch.tensor([[1 - malignant, malignant]]))
 
 
+def test_corrected_targets_swap_a_wrong_top_class_with_the_label_and_keep_the_rest():
+    targets = torch.tensor([[0.6, 0.3, 0.1], [0.2, 0.7, 0.1], [0.5, 0.2, 0.3]])
+    y = torch.tensor([1, 1, 2])  # the first and the last are wrong
+    fixed = distil.corrected(targets, y)
+    assert torch.equal(fixed, torch.tensor([[0.3, 0.6, 0.1], [0.2, 0.7, 0.1], [0.3, 0.2, 0.5]]))
+    assert torch.equal(fixed.argmax(1), y) and torch.allclose(fixed.sum(1), targets.sum(1))
+
+
+def test_a_trainer_with_a_corrected_teacher_has_right_top_classes_on_every_view(teacher, images, tmp_path):
+    views = distil.make_views(images, [SIZE], 2, seed=0, teacher=teacher, batch=8)
+    labels = np.roll(views["logits"][0].argmax(1), 1)  # labels the teacher mostly gets wrong
+    cache = distil.ViewCache({SIZE: views["pixels_32"]}, views["logits"], labels)
+    config = TrainConfig.of("diagnosis", tmp_path, epochs=1, imgsz=SIZE, batch=8, weights_dir=tmp_path)
+    pixels = Pixels(torch.empty(0), torch.from_numpy(labels), torch.from_numpy(views["pixels_32"][0]), labels)
+
+    def trainer(correct: bool) -> distil.DistilTrainer:
+        model = distil.build_model(config.arch, config.labels)
+        return distil.DistilTrainer(config, model, pixels, torch.Generator().manual_seed(0), cache, correct)
+
+    plain, fixed = trainer(False).targets, trainer(True).targets
+    assert not torch.equal(plain.argmax(2), torch.from_numpy(labels).expand(2, -1))
+    assert torch.equal(fixed.argmax(2), torch.from_numpy(labels).expand(2, -1))
+    assert torch.equal(fixed.sort(2).values, plain.sort(2).values)  # the same probabilities, two of them swapped
+
+
 def test_the_loss_is_the_labels_cross_entropy_at_alpha_0_and_least_where_the_student_copies_the_teacher():
     teacher = torch.tensor([[1.0, -1.0, 0.5]])
     y = torch.tensor([0])
