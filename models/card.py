@@ -171,12 +171,14 @@ def fit_figures(side: dict, sets: list[str]) -> str:
 
 def how_distilled(train_args: dict) -> str:
     """Where a distilled student started, which views it saw and whether the teacher's wrong answers were corrected,
-    e.g. "from fresh weights on 24 fresh views"."""
+    e.g. "from fresh weights on 24 fresh views of shades of grey"."""
     record = train_args.get("distillation", {})
     start = "from fresh weights" if record.get("start") == "scratch" else "from the weights served before"
     views = record.get("views", DISTIL["views"])
     corrected = ", the teacher's wrong answers corrected," if record.get("teacher_corrected") else ""
-    return f"{start} on {views} {'fresh' if record.get('fresh_views') else 'cached'} views{corrected}"
+    reads = "shades of grey" if train_args.get("colour_constancy") else "the plain crop"
+    kind = "fresh" if record.get("fresh_views") else "cached"
+    return f"{start} on {views} {kind} views of {reads}{corrected}"
 
 
 def selections(histories: dict, experiments: dict) -> str:

@@ -1,7 +1,7 @@
 """Distil the students (YOLO11 binary and diagnosis, ResNet50 check) from the served reference model.
 
     python -m models.distil [--model diagnosis|binary|check|all] [--views N] [--fresh-views] [--seed S] [--resume]
-                            [--from-scratch [--epochs E]] [--correct-teacher]
+                            [--from-scratch [--epochs E] [--plain-crops]] [--correct-teacher]
 
 Three units:
 
@@ -18,11 +18,11 @@ Three units:
   label, the two probabilities are swapped (the reference is wrong on about one in five of its own training views).
 - ``select``: each student starts from its served weights (``models/weights/<role>-<arch>.pt``/``.pth``, else
   its ONNX file; ``--resume``: from its last candidate; ``--from-scratch``: from fresh weights, for its
-  from-scratch epochs and learning rate, reading shades of grey as its teacher does) and is written to
-  ``build/distil/``. The distilled and the served student are then scored on the fit sets (HAM10000 val fit half, PAD-UFES-20 val; never Derm7pt or
-  a report set). The distilled one replaces the served one (weights and curves into ``models/weights/``, where
-  ``models.export`` reads them) only if its score, the mean over the two sources of balanced accuracy and
-  malignant AUC, is higher; otherwise its curves go to ``models/experiments/``. Either way the figures are kept
+  from-scratch epochs and learning rate, reading shades of grey as its teacher does, or the plain crop with
+  ``--plain-crops``) and is written to ``build/distil/``. The distilled and the served student are then scored
+  on the fit sets (HAM10000 val fit half, PAD-UFES-20 val; never Derm7pt or a report set). The distilled one
+  replaces the served one (weights and curves into ``models/weights/``, where ``models.export`` reads them) only
+  if its score, the mean over the two sources of balanced accuracy and malignant AUC, is higher; otherwise its curves go to ``models/experiments/``. Either way the figures are kept
   in the curves' ``selection``.
 """
 
@@ -395,6 +395,11 @@ def main(argv: list[str] | None = None) -> None:
         action="store_true",
         help="start from fresh weights, for the student's from-scratch epochs and learning rate, on shades of grey",
     )
+    parser.add_argument(
+        "--plain-crops",
+        action="store_true",
+        help="with --from-scratch: the student reads the plain crop, not shades of grey",
+    )
     parser.add_argument("--epochs", type=int, help="override the number of epochs")
     parser.add_argument(
         "--correct-teacher",
@@ -407,7 +412,10 @@ def main(argv: list[str] | None = None) -> None:
     names = list(STUDENTS) if args.model == "all" else [args.model]
     sizes = sorted({DISTIL["students"][name]["imgsz"] for name in STUDENTS})
     for name in names:
-        grey = args.from_scratch or reads_shades_of_grey(name, BUILD_DIR if args.resume else WEIGHTS_DIR)
+        if args.from_scratch:
+            grey = not args.plain_crops
+        else:
+            grey = reads_shades_of_grey(name, BUILD_DIR if args.resume else WEIGHTS_DIR)
         cache = load_views(sizes, args.views, args.data_root, args.seed, grey, args.fresh_views)
         candidate = distil_one(
             name,
@@ -420,7 +428,12 @@ def main(argv: list[str] | None = None) -> None:
             args.epochs,
             args.correct_teacher,
         )
-        tag = "distilled" + "-scratch" * args.from_scratch + "-corrected" * args.correct_teacher
+        tag = (
+            "distilled"
+            + "-scratch" * args.from_scratch
+            + "-plain" * args.plain_crops
+            + "-corrected" * args.correct_teacher
+        )
         select(name, candidate, args.data_root, tag)
 
 
