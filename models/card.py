@@ -178,7 +178,9 @@ def how_distilled(train_args: dict) -> str:
     corrected = ", the teacher's wrong answers corrected," if record.get("teacher_corrected") else ""
     reads = "shades of grey" if train_args.get("colour_constancy") else "the plain crop"
     kind = "fresh" if record.get("fresh_views") else "cached"
-    return f"{start} on {views} {kind} views of {reads}{corrected}"
+    alpha = record.get("alpha", DISTIL["alpha"])
+    weight = "" if alpha == DISTIL["alpha"] else f", teacher weight ALPHA = {alpha:g}{' (labels only)' * (alpha == 0)},"
+    return f"{start} on {views} {kind} views of {reads}{corrected}{weight}"
 
 
 def selections(histories: dict, experiments: dict) -> str:

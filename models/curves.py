@@ -42,7 +42,7 @@ def plot_training(histories: dict, experiments: dict, out: Path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    figure, axis = plt.subplots(figsize=(8, 4.5))
+    figure, axis = plt.subplots(figsize=(11, 4.5))
     for name, history in experiments.items():
         rows = history["history"]
         axis.plot(
@@ -63,7 +63,7 @@ def plot_training(histories: dict, experiments: dict, out: Path) -> None:
     axis.set_xlabel("epoch (dotted: training resumed, possibly at another image size)")
     axis.set_ylabel("validation balanced accuracy")
     axis.set_title("training curves (validation lesions, before temperature and prior)")
-    axis.legend(loc="lower right")
+    axis.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=8)  # beside the plot: many runs
     axis.grid(alpha=0.3)
     figure.tight_layout()
     figure.savefig(out, dpi=110)

@@ -1,7 +1,7 @@
 """Distil the students (YOLO11 binary and diagnosis, ResNet50 check) from the served reference model.
 
     python -m models.distil [--model diagnosis|binary|check|all] [--views N] [--fresh-views] [--seed S] [--resume]
-                            [--from-scratch [--epochs E] [--plain-crops]] [--correct-teacher]
+                            [--from-scratch [--epochs E] [--plain-crops]] [--correct-teacher] [--alpha A]
 
 Three units:
 
@@ -205,10 +205,17 @@ class DistilTrainer(Trainer):
     wrong answers corrected, :func:`corrected`) and the labels."""
 
     def __init__(
-        self, config: TrainConfig, model: torch.nn.Module, pixels: Pixels, gen, cache: ViewCache, correct: bool = False
+        self,
+        config: TrainConfig,
+        model: torch.nn.Module,
+        pixels: Pixels,
+        gen,
+        cache: ViewCache,
+        correct: bool = False,
+        alpha: float = DISTIL["alpha"],
     ):
         super().__init__(config, model, pixels, gen)
-        self.cache = cache
+        self.cache, self.alpha = cache, alpha
         self.view_pixels = torch.empty(0)
         views, n = cache.teacher_logits.shape[:2]
         targets = soft_targets(torch.from_numpy(cache.teacher_logits).flatten(0, 1), config.labels, DISTIL["T"])
@@ -228,7 +235,7 @@ class DistilTrainer(Trainer):
         x = self.view_pixels[batch].permute(0, 3, 1, 2).float() / 255.0
         logits = logits_of(self.model, normalise(x, self.config.spec["mean"], self.config.spec["std"]))
         targets = self.targets[self.view, batch]
-        return distillation_loss(logits, targets, self.pixels.y_train[batch], DISTIL["T"], DISTIL["alpha"])
+        return distillation_loss(logits, targets, self.pixels.y_train[batch], DISTIL["T"], self.alpha)
 
 
 def reads_shades_of_grey(name: str, served_dir: Path = WEIGHTS_DIR) -> bool:
@@ -285,6 +292,7 @@ def distil_one(
     from_scratch: bool = False,
     epochs: int | None = None,
     correct: bool = False,
+    alpha: float = DISTIL["alpha"],
 ) -> Path:
     """Distil one student (``resume``: go on from the last distilled candidate in ``build/distil/``;
     ``from_scratch``: start from fresh weights with the student's from-scratch schedule) on the cache's views,
@@ -305,7 +313,7 @@ def distil_one(
         y_val=label_indices(val, config.labels),
     )
     model, earlier = student_start(config, from_scratch, resume)
-    trainer = DistilTrainer(config, model, pixels, torch.Generator().manual_seed(seed), cache, correct)
+    trainer = DistilTrainer(config, model, pixels, torch.Generator().manual_seed(seed), cache, correct, alpha)
     history = [{**row, "stage": "distil"} for row in trainer.fit()]
     extra = {
         "data": "HAM10000 train + PAD-UFES-20 train",
@@ -313,7 +321,7 @@ def distil_one(
         "distilled_from": TEACHER.name,
         "distillation": {
             "T": DISTIL["T"],
-            "alpha": DISTIL["alpha"],
+            "alpha": alpha,
             "views": len(cache.teacher_logits),
             "fresh_views": cache.source is not None,
             "start": "scratch" if from_scratch else "served",
@@ -402,6 +410,9 @@ def main(argv: list[str] | None = None) -> None:
     )
     parser.add_argument("--epochs", type=int, help="override the number of epochs")
     parser.add_argument(
+        "--alpha", type=float, default=DISTIL["alpha"], help="weight of the teacher's soft targets (0: labels only)"
+    )
+    parser.add_argument(
         "--correct-teacher",
         action="store_true",
         help="where the teacher's top class is not the label, swap their probabilities (knowledge adjustment)",
@@ -427,6 +438,7 @@ def main(argv: list[str] | None = None) -> None:
             args.from_scratch,
             args.epochs,
             args.correct_teacher,
+            args.alpha,
         )
         tag = (
             "distilled"
@@ -434,6 +446,8 @@ def main(argv: list[str] | None = None) -> None:
             + "-plain" * args.plain_crops
             + "-corrected" * args.correct_teacher
         )
+        if args.alpha != DISTIL["alpha"]:
+            tag += f"-alpha{args.alpha:g}"
         select(name, candidate, args.data_root, tag)
 
 

@@ -161,6 +161,25 @@ def test_a_trainer_with_a_corrected_teacher_has_right_top_classes_on_every_view(
     assert torch.equal(fixed.sort(2).values, plain.sort(2).values)  # the same probabilities, two of them swapped
 
 
+def test_a_trainer_at_alpha_0_learns_from_the_labels_alone(teacher, images, tmp_path):
+    views = distil.make_views(images, [SIZE], 1, seed=0, teacher=teacher, batch=8)
+    labels = views["logits"][0].argmax(1)
+    cache = distil.ViewCache({SIZE: views["pixels_32"]}, views["logits"], labels)
+    config = TrainConfig.of("diagnosis", tmp_path, epochs=1, imgsz=SIZE, batch=8, weights_dir=tmp_path)
+    pixels = Pixels(torch.empty(0), torch.from_numpy(labels), torch.from_numpy(views["pixels_32"][0]), labels)
+    model = distil.build_model(config.arch, config.labels).eval()  # eval: the same logits on every call
+    batch = torch.arange(8)
+    losses = {}
+    for alpha in (0.0, distil.DISTIL["alpha"]):
+        trainer = distil.DistilTrainer(config, model, pixels, torch.Generator().manual_seed(0), cache, alpha=alpha)
+        trainer.view_pixels = torch.from_numpy(cache.view(SIZE, 0))
+        losses[alpha] = trainer.batch_loss(batch)
+    x = torch.from_numpy(views["pixels_32"][0][:8]).permute(0, 3, 1, 2).float() / 255.0
+    logits = distil.logits_of(model, x)
+    labels_only = torch.nn.functional.cross_entropy(logits, torch.from_numpy(labels[:8]), label_smoothing=0.05)
+    assert torch.isclose(losses[0.0], labels_only) and not torch.isclose(losses[distil.DISTIL["alpha"]], labels_only)
+
+
 def test_the_loss_is_the_labels_cross_entropy_at_alpha_0_and_least_where_the_student_copies_the_teacher():
     teacher = torch.tensor([[1.0, -1.0, 0.5]])
     y = torch.tensor([0])
