@@ -195,6 +195,8 @@ def selections(histories: dict, experiments: dict) -> str:
         minutes = sum(row["seconds"] for row in rows) / 60
 
         verdict = "**shipped**" if record["shipped"] else f"not shipped (`experiments/{name}.history.json`)"
+        if record.get("withheld"):
+            verdict = f"won the rule but withheld: it {record['withheld']} (`experiments/{name}.history.json`)"
         lines.append(
             f"  - {name.split('-distilled')[0]}: distilled {how_distilled(history['train_args'])} for {len(rows)} "
             f"epochs ({minutes:.0f} min): "
