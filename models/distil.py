@@ -22,8 +22,8 @@ Three units:
   ``--plain-crops``) and is written to ``build/distil/``. The distilled and the served student are then scored
   on the fit sets (HAM10000 val fit half, PAD-UFES-20 val; never Derm7pt or a report set). The distilled one
   replaces the served one (weights and curves into ``models/weights/``, where ``models.export`` reads them) only
-  if its score, the mean over the two sources of balanced accuracy and malignant AUC, is higher; otherwise its curves go to ``models/experiments/``. Either way the figures are kept
-  in the curves' ``selection``.
+  if its score, the mean over the two sources of balanced accuracy and malignant AUC, is higher; otherwise its
+  curves go to ``models/experiments/``. Either way the figures are kept in the curves' ``selection``.
 """
 
 from __future__ import annotations
@@ -258,6 +258,35 @@ def starting_model(config: TrainConfig, served_dir: Path = WEIGHTS_DIR) -> tuple
     return model, earlier
 
 
+@dataclass(frozen=True)
+class Recipe:
+    """How a student is distilled, beyond the spec: the command line's choices."""
+
+    from_scratch: bool = False
+    plain_crops: bool = False  # from scratch only: the plain crop instead of shades of grey
+    correct_teacher: bool = False
+    alpha: float = DISTIL["alpha"]
+    epochs: int | None = None
+
+    def reads_shades_of_grey(self, name: str, resume: bool) -> bool:
+        """From scratch, as the recipe says; else the input the starting weights were trained on."""
+        if self.from_scratch:
+            return not self.plain_crops
+        return reads_shades_of_grey(name, BUILD_DIR if resume else WEIGHTS_DIR)
+
+    @property
+    def tag(self) -> str:
+        """The experiment's name suffix, e.g. ``distilled-scratch-plain-corrected``."""
+        alpha = f"-alpha{self.alpha:g}" if self.alpha != DISTIL["alpha"] else ""
+        return (
+            "distilled"
+            + "-scratch" * self.from_scratch
+            + "-plain" * self.plain_crops
+            + "-corrected" * self.correct_teacher
+            + alpha
+        )
+
+
 def distil_config(name: str, data_root: Path, from_scratch: bool = False, epochs: int | None = None) -> TrainConfig:
     """The run: ``DISTIL``'s size, epochs and learning rate for going on from trained weights; from scratch, the
     student's own (``STUDENTS``); ``epochs`` overrides either."""
@@ -289,15 +318,12 @@ def distil_one(
     seed: int = 0,
     resume: bool = False,
     shades_of_grey: bool = True,
-    from_scratch: bool = False,
-    epochs: int | None = None,
-    correct: bool = False,
-    alpha: float = DISTIL["alpha"],
+    recipe: Recipe = Recipe(),
 ) -> Path:
-    """Distil one student (``resume``: go on from the last distilled candidate in ``build/distil/``;
-    ``from_scratch``: start from fresh weights with the student's from-scratch schedule) on the cache's views,
-    which are on shades of grey or the plain crop as ``shades_of_grey`` says."""
-    config = distil_config(name, data_root, from_scratch, epochs)
+    """Distil one student (``resume``: go on from the last distilled candidate in ``build/distil/``; the
+    ``recipe``'s start, teacher correction and weight) on the cache's views, which are on shades of grey or the
+    plain crop as ``shades_of_grey`` says."""
+    config = distil_config(name, data_root, recipe.from_scratch, recipe.epochs)
     torch.manual_seed(seed)
     sets = named_sets(data_root)
     y_train = (
@@ -312,8 +338,9 @@ def distil_one(
         x_val=torch.from_numpy(load_model_pixels(val, config.imgsz, shades_of_grey)),
         y_val=label_indices(val, config.labels),
     )
-    model, earlier = student_start(config, from_scratch, resume)
-    trainer = DistilTrainer(config, model, pixels, torch.Generator().manual_seed(seed), cache, correct, alpha)
+    model, earlier = student_start(config, recipe.from_scratch, resume)
+    gen = torch.Generator().manual_seed(seed)
+    trainer = DistilTrainer(config, model, pixels, gen, cache, recipe.correct_teacher, recipe.alpha)
     history = [{**row, "stage": "distil"} for row in trainer.fit()]
     extra = {
         "data": "HAM10000 train + PAD-UFES-20 train",
@@ -321,11 +348,11 @@ def distil_one(
         "distilled_from": TEACHER.name,
         "distillation": {
             "T": DISTIL["T"],
-            "alpha": alpha,
+            "alpha": recipe.alpha,
             "views": len(cache.teacher_logits),
             "fresh_views": cache.source is not None,
-            "start": "scratch" if from_scratch else "served",
-            "teacher_corrected": correct,
+            "start": "scratch" if recipe.from_scratch else "served",
+            "teacher_corrected": recipe.correct_teacher,
         },
     }
     return save(config, copy.deepcopy(trainer.ema.module).eval(), earlier, history, extra)
@@ -419,36 +446,17 @@ def main(argv: list[str] | None = None) -> None:
     )
     parser.add_argument("--data-root", type=Path, default=SHARED_DATA)
     args = parser.parse_args(argv)
+    if args.plain_crops and not args.from_scratch:
+        parser.error("--plain-crops needs --from-scratch (otherwise a student reads what its weights were trained on)")
+    recipe = Recipe(args.from_scratch, args.plain_crops, args.correct_teacher, args.alpha, args.epochs)
     torch.set_num_threads(int(os.environ.get("TRAIN_THREADS", os.cpu_count() or 1)))
     names = list(STUDENTS) if args.model == "all" else [args.model]
     sizes = sorted({DISTIL["students"][name]["imgsz"] for name in STUDENTS})
     for name in names:
-        if args.from_scratch:
-            grey = not args.plain_crops
-        else:
-            grey = reads_shades_of_grey(name, BUILD_DIR if args.resume else WEIGHTS_DIR)
+        grey = recipe.reads_shades_of_grey(name, args.resume)
         cache = load_views(sizes, args.views, args.data_root, args.seed, grey, args.fresh_views)
-        candidate = distil_one(
-            name,
-            cache,
-            args.data_root,
-            args.seed,
-            args.resume,
-            grey,
-            args.from_scratch,
-            args.epochs,
-            args.correct_teacher,
-            args.alpha,
-        )
-        tag = (
-            "distilled"
-            + "-scratch" * args.from_scratch
-            + "-plain" * args.plain_crops
-            + "-corrected" * args.correct_teacher
-        )
-        if args.alpha != DISTIL["alpha"]:
-            tag += f"-alpha{args.alpha:g}"
-        select(name, candidate, args.data_root, tag)
+        candidate = distil_one(name, cache, args.data_root, args.seed, args.resume, grey, recipe)
+        select(name, candidate, args.data_root, recipe.tag)
 
 
 if __name__ == "__main__":
