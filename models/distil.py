@@ -2,13 +2,15 @@
 
     python -m models.distil [--model diagnosis|binary|check|all] [--views N] [--fresh-views] [--seed S] [--resume]
                             [--from-scratch [--epochs E] [--plain-crops]] [--correct-teacher] [--alpha A]
+                            [--mild-views]
 
 Three units:
 
 - ``ViewCache``: ``views`` augmented views of every training image (HAM10000 train + PAD-UFES-20 train,
-  ``models.augment``), made once at the teacher's size and scored by the served reference ONNX graph on shades of
-  grey, as it is served. Each view is stored down-scaled to every student size with the teacher's logits, in
-  ``build/distil/views-<digest>.npz``. A student epoch reads one view, so it costs no teacher forward pass.
+  ``models.augment``, or with ``--mild-views`` the from-scratch students' own ``models.train.augment``), made once
+  at the teacher's size and scored by the served reference ONNX graph on shades of grey, as it is served. Each
+  view is stored down-scaled to every student size with the teacher's logits, in ``build/distil/views-<digest>.npz``.
+  A student epoch reads one view, so it costs no teacher forward pass.
   A student reads the input its starting weights were trained on (``reads_shades_of_grey``): shades of grey for
   one distilled before, else the plain crop, the same augmentation drawn on it. Moved to shades of grey alone, a
   from-scratch student loses most of its balanced accuracy (diagnosis 0.636 to 0.39 on the HAM10000 fit half).
@@ -22,8 +24,9 @@ Three units:
   ``--plain-crops``) and is written to ``build/distil/``. The distilled and the served student are then scored
   on the fit sets (HAM10000 val fit half, PAD-UFES-20 val; never Derm7pt or a report set). The distilled one
   replaces the served one (weights and curves into ``models/weights/``, where ``models.export`` reads them) only
-  if its score, the mean over the two sources of balanced accuracy and malignant AUC, is higher; otherwise its
-  curves go to ``models/experiments/``. Either way the figures are kept in the curves' ``selection``.
+  if its score, the mean over the two sources of balanced accuracy and malignant AUC, is higher and neither
+  source's own score falls by more than 0.01 (so the 60 PAD-UFES-20 val photos cannot carry it alone); otherwise
+  its curves go to ``models/experiments/``. Either way the figures are kept in the curves' ``selection``.
 """
 
 from __future__ import annotations
@@ -42,7 +45,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from models.augment import augment
+from models import augment as strong
 from models.data import SHARED_DATA, label_indices, load_constant_pixels, load_model_pixels, named_sets
 from models.export import load_student, trained_on_shades_of_grey
 from models.metrics import auc, balanced_accuracy
@@ -50,6 +53,7 @@ from models.nets import MODELS_DIR, WEIGHTS_DIR, build_model, logits_of, normali
 from models.scores import served_scores
 from models.specs import DISTIL, REFERENCE, STUDENTS, VIEWS
 from models.train import Pixels, TrainConfig, Trainer, load_weights, predict, save
+from models.train import augment as mild
 from shared.analysis.calibration import calibrate, log_probs
 from shared.analysis.classifiers import session_options
 from shared.analysis.onnx_state_dict import state_dict_from_onnx
@@ -59,6 +63,8 @@ from shared.labels import BINARY_LABELS, DIAGNOSIS_LABELS, MALIGNANT
 
 BUILD_DIR = MODELS_DIR.parent / "build" / "distil"
 TEACHER = WEIGHTS_DIR / "reference-efficientnet-lite0.onnx"
+# The views' augmentation: the teacher's strong colour and scale augmentation, or the from-scratch students' own.
+AUGMENTATIONS = {"strong": strong.augment, "mild": mild}
 
 
 @dataclass
@@ -72,12 +78,13 @@ class ViewCache:
     labels: np.ndarray  # diagnosis index per image
     source: torch.Tensor | None = None
     seed: int = 0
+    augmentation: str = "strong"
 
     def view(self, size: int, index: int) -> np.ndarray:
         """The students' pixels of view ``index`` at ``size`` (N x S x S x 3 uint8)."""
         if self.source is None:
             return self.pixels[size][index]
-        return student_views(self.source, index, self.seed, [size])[size]
+        return student_views(self.source, index, self.seed, [size], self.augmentation)[size]
 
 
 def view_generator(seed: int, view: int) -> torch.Generator:
@@ -89,15 +96,17 @@ def to_size(pixels: torch.Tensor, size: int) -> np.ndarray:
     return (small.clamp(0, 1) * 255).round().byte().permute(0, 2, 3, 1).numpy()
 
 
-def student_views(x: torch.Tensor, view: int, seed: int, sizes: list[int], batch: int = 64) -> dict[int, np.ndarray]:
-    """View ``view`` of ``x`` at every size (N x S x S x 3 uint8): the augmentation drawn for that view from its
-    seed (the draws depend on the seed and the batch size alone, not on the images)."""
+def student_views(
+    x: torch.Tensor, view: int, seed: int, sizes: list[int], augmentation: str = "strong", batch: int = 64
+) -> dict[int, np.ndarray]:
+    """View ``view`` of ``x`` at every size (N x S x S x 3 uint8): the ``augmentation`` drawn for that view from
+    its seed (the draws depend on the seed and the batch size alone, not on the images)."""
     if not sizes:
         return {}
     gen = view_generator(seed, view)
     out = {size: np.empty((len(x), size, size, 3), np.uint8) for size in sizes}
     for start in range(0, len(x), batch):
-        pixels = augment(x[start : start + batch].permute(0, 3, 1, 2).float() / 255.0, gen)
+        pixels = AUGMENTATIONS[augmentation](x[start : start + batch].permute(0, 3, 1, 2).float() / 255.0, gen)
         for size in sizes:
             out[size][start : start + batch] = to_size(pixels, size)
     return out
@@ -111,10 +120,11 @@ def make_views(
     teacher: Path = TEACHER,
     batch: int = 64,
     student_x: torch.Tensor | None = None,
+    augmentation: str = "strong",
 ) -> dict:
-    """``views`` augmentations of ``x`` (N x S x S x 3 uint8 at the teacher's size), scored by the ``teacher``
-    ONNX graph (input ``images``, output ``logits``), each stored at every student size. With ``student_x`` (the
-    same images, prepared otherwise) the stored views are the same augmentations drawn on ``student_x``."""
+    """``views`` augmentations of ``x`` (N x S x S x 3 uint8 at the teacher's size; ``AUGMENTATIONS``), scored
+    by the ``teacher`` ONNX graph (input ``images``, output ``logits``), each stored at every student size. With
+    ``student_x`` (the same images, prepared otherwise) the stored views are the same augmentations drawn on it."""
     import onnxruntime as ort
 
     options, _ = session_options(usable_cpus())  # the process's one ONNX Runtime pool, as serving uses
@@ -125,10 +135,11 @@ def make_views(
         gen = view_generator(seed, view)
         tic = time.time()
         for start in range(0, len(x), batch):
-            pixels = augment(x[start : start + batch].permute(0, 3, 1, 2).float() / 255.0, gen)
+            pixels = AUGMENTATIONS[augmentation](x[start : start + batch].permute(0, 3, 1, 2).float() / 255.0, gen)
             teacher_in = normalise(pixels, REFERENCE["mean"], REFERENCE["std"]).numpy()
             logits[view, start : start + batch] = session.run(["logits"], {"images": teacher_in})[0]
-        for size, pixels in student_views(x if student_x is None else student_x, view, seed, sizes, batch).items():
+        student = x if student_x is None else student_x
+        for size, pixels in student_views(student, view, seed, sizes, augmentation, batch).items():
             out[size][view] = pixels
         print(f"[views] view {view + 1}/{views} in {time.time() - tic:.0f}s", flush=True)
     return {"logits": logits, **{f"pixels_{size}": array for size, array in out.items()}}
@@ -141,15 +152,18 @@ def load_views(
     seed: int = 0,
     shades_of_grey: bool = True,
     fresh: bool = False,
+    augmentation: str = "strong",
 ) -> ViewCache:
-    """The cached views (made on first use; the cache's name hashes the teacher, the sizes, the view count and
-    the students' input), on shades of grey or, if not ``shades_of_grey``, on the plain crop. ``fresh`` caches
-    the teacher's logits alone, and the students' views are drawn again each epoch, so many views cost no memory."""
+    """The cached views (made on first use; the cache's name hashes the teacher, the sizes, the view count, the
+    augmentation and the students' input), on shades of grey or, if not ``shades_of_grey``, on the plain crop.
+    ``fresh`` caches the teacher's logits alone, and the students' views are drawn again each epoch, so many views
+    cost no memory."""
     train = named_sets(data_root)
     samples = train["ham_train"] + train["pad_train"]
     stored_sizes = [] if fresh else sorted(sizes)
     digest = hashlib.sha256(TEACHER.read_bytes()).hexdigest()[:12]
-    key = f"{digest}-{'-'.join(map(str, stored_sizes)) or 'logits'}-{views}-{seed}"
+    mild_suffix = "-mild" * (augmentation == "mild")
+    key = f"{digest}-{'-'.join(map(str, stored_sizes)) or 'logits'}-{views}-{seed}{mild_suffix}"
     path = BUILD_DIR / f"views-{key}{'' if shades_of_grey or fresh else '-plain'}.npz"
     labels = label_indices(samples, DIAGNOSIS_LABELS)
     build = not path.exists()
@@ -161,7 +175,8 @@ def load_views(
         reuse = fresh and shades_of_grey  # the students' images are then the teacher's
         teacher_x = student_x if reuse else torch.from_numpy(load_constant_pixels(samples, REFERENCE["imgsz"]))
         student_input = None if shades_of_grey else student_x
-        np.savez(path, **make_views(teacher_x, stored_sizes, views, seed, student_x=student_input))
+        made = make_views(teacher_x, stored_sizes, views, seed, student_x=student_input, augmentation=augmentation)
+        np.savez(path, **made)
     stored = np.load(path)
     return ViewCache(
         {size: stored[f"pixels_{size}"] for size in stored_sizes},
@@ -169,6 +184,7 @@ def load_views(
         labels,
         source=student_x if fresh else None,
         seed=seed,
+        augmentation=augmentation,
     )
 
 
@@ -267,6 +283,11 @@ class Recipe:
     correct_teacher: bool = False
     alpha: float = DISTIL["alpha"]
     epochs: int | None = None
+    mild_views: bool = False  # views drawn with the from-scratch students' augmentation, not the teacher's
+
+    @property
+    def augmentation(self) -> str:
+        return "mild" if self.mild_views else "strong"
 
     def reads_shades_of_grey(self, name: str, resume: bool) -> bool:
         """From scratch, as the recipe says; else the input the starting weights were trained on."""
@@ -283,6 +304,7 @@ class Recipe:
             + "-scratch" * self.from_scratch
             + "-plain" * self.plain_crops
             + "-corrected" * self.correct_teacher
+            + "-mild" * self.mild_views
             + alpha
         )
 
@@ -353,14 +375,17 @@ def distil_one(
             "fresh_views": cache.source is not None,
             "start": "scratch" if recipe.from_scratch else "served",
             "teacher_corrected": recipe.correct_teacher,
+            "augmentation": cache.augmentation,
         },
     }
     return save(config, copy.deepcopy(trainer.ema.module).eval(), earlier, history, extra)
 
 
-# The selection: a distilled student replaces the served one only if it scores higher on the fit sets.
+# The selection: a distilled student replaces the served one only if it scores higher on the fit sets and loses on
+# neither (:func:`ships`).
 
 SELECTION_SETS = ("ham_val_fit", "pad_val")
+SELECTION_TOLERANCE = 0.01
 
 
 def candidate_probabilities(role: str, path: Path, samples: list) -> np.ndarray:
@@ -399,11 +424,21 @@ def fit_record(role: str, candidate: Path, data_root: Path = SHARED_DATA, side: 
     return record
 
 
+def ships(record: dict) -> bool:
+    """The rule: the candidate's score is higher, and on neither fit set does its own score (the mean of that set's
+    two figures) fall more than ``SELECTION_TOLERANCE`` below the served model's, so a small set cannot carry it."""
+    served, distilled = record["served"], record["distilled"]
+    own = lambda side, name: float(np.mean(list(side[name].values())))
+    kept = all(own(distilled, name) >= own(served, name) - SELECTION_TOLERANCE for name in record["sets"])
+    return distilled["score"] > served["score"] and kept
+
+
 def select(role: str, candidate: Path, data_root: Path = SHARED_DATA, tag: str = "distilled") -> bool:
-    """Score the served and the distilled student on the fit sets; ship the distilled one if it scores higher,
+    """Score the served and the distilled student on the fit sets; ship the distilled one if it wins (:func:`ships`),
     else keep its curves as ``experiments/<role>-<arch>-<tag>.history.json``."""
     record = fit_record(role, candidate, data_root)
-    record["shipped"] = record["distilled"]["score"] > record["served"]["score"]
+    record["rule"] = f"higher score, and no fit set's own score lower by more than {SELECTION_TOLERANCE}"
+    record["shipped"] = ships(record)
     history_path = candidate.with_suffix(".history.json")
     history = {**json.loads(history_path.read_text()), "selection": record}
     if record["shipped"]:
@@ -444,17 +479,22 @@ def main(argv: list[str] | None = None) -> None:
         action="store_true",
         help="where the teacher's top class is not the label, swap their probabilities (knowledge adjustment)",
     )
+    parser.add_argument(
+        "--mild-views",
+        action="store_true",
+        help="draw the views with the from-scratch students' own augmentation (models.train), not the teacher's",
+    )
     parser.add_argument("--data-root", type=Path, default=SHARED_DATA)
     args = parser.parse_args(argv)
     if args.plain_crops and not args.from_scratch:
         parser.error("--plain-crops needs --from-scratch (otherwise a student reads what its weights were trained on)")
-    recipe = Recipe(args.from_scratch, args.plain_crops, args.correct_teacher, args.alpha, args.epochs)
+    recipe = Recipe(args.from_scratch, args.plain_crops, args.correct_teacher, args.alpha, args.epochs, args.mild_views)
     torch.set_num_threads(int(os.environ.get("TRAIN_THREADS", os.cpu_count() or 1)))
     names = list(STUDENTS) if args.model == "all" else [args.model]
     sizes = sorted({DISTIL["students"][name]["imgsz"] for name in STUDENTS})
     for name in names:
         grey = recipe.reads_shades_of_grey(name, args.resume)
-        cache = load_views(sizes, args.views, args.data_root, args.seed, grey, args.fresh_views)
+        cache = load_views(sizes, args.views, args.data_root, args.seed, grey, args.fresh_views, recipe.augmentation)
         candidate = distil_one(name, cache, args.data_root, args.seed, args.resume, grey, recipe)
         select(name, candidate, args.data_root, recipe.tag)
 

@@ -230,3 +230,36 @@ def test_the_selection_figures_read_malignant_from_either_label_set():
     assert distil.figures(diagnosis, samples, DIAGNOSIS_LABELS) == {"balanced_accuracy": 0.75, "malignant_auc": 0.75}
     binary = np.array([[0.9, 0.1], [0.2, 0.8], [0.3, 0.7], [0.6, 0.4]])
     assert distil.figures(binary, samples, BINARY_LABELS) == {"balanced_accuracy": 1.0, "malignant_auc": 1.0}
+
+
+def fit_sides(ham: tuple[float, float], pad: tuple[float, float]) -> dict:
+    by_set = {
+        "ham_val_fit": {"balanced_accuracy": ham[0], "malignant_auc": ham[1]},
+        "pad_val": {"balanced_accuracy": pad[0], "malignant_auc": pad[1]},
+    }
+    return {**by_set, "score": float(np.mean([*ham, *pad]))}
+
+
+def test_a_student_ships_only_if_it_scores_higher_and_loses_on_neither_fit_set():
+    served = fit_sides((0.6356, 0.8973), (0.3387, 0.8047))
+    record = lambda distilled: {"sets": list(distil.SELECTION_SETS), "served": served, "distilled": distilled}
+    # the withheld plain-crop student: a higher mean carried by the 60 PAD-UFES-20 photos while HAM10000 lost
+    assert not distil.ships(record(fit_sides((0.5614, 0.88), (0.4151, 0.827))))
+    assert distil.ships(record(fit_sides((0.650, 0.900), (0.339, 0.800))))  # within the tolerance on PAD-UFES-20
+    assert not distil.ships(record(served))  # a tie is not a win
+    assert not distil.ships(record(fit_sides((0.700, 0.950), (0.300, 0.780))))  # PAD-UFES-20 falls by 0.032
+
+
+def test_mild_views_draw_the_students_own_augmentation_for_teacher_and_student(teacher, images):
+    from models.train import augment as students_augmentation
+
+    mild = distil.make_views(images, [SIZE], 2, seed=3, teacher=teacher, augmentation="mild")
+    strong = distil.make_views(images, [SIZE], 2, seed=3, teacher=teacher)
+    assert not np.array_equal(mild["pixels_32"], strong["pixels_32"])
+    expected = students_augmentation(images.permute(0, 3, 1, 2).float() / 255.0, distil.view_generator(3, 1))
+    assert np.array_equal(mild["pixels_32"][1], distil.to_size(expected, SIZE))
+    fresh = distil.ViewCache(
+        {}, mild["logits"], mild["logits"][0].argmax(1), source=images, seed=3, augmentation="mild"
+    )
+    assert np.array_equal(fresh.view(SIZE, 1), mild["pixels_32"][1])
+    assert distil.Recipe(from_scratch=True, plain_crops=True, mild_views=True).tag == "distilled-scratch-plain-mild"
