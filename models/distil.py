@@ -260,15 +260,23 @@ def reads_shades_of_grey(name: str, served_dir: Path = WEIGHTS_DIR) -> bool:
     return history.exists() and trained_on_shades_of_grey(json.loads(history.read_text())["train_args"])
 
 
-def starting_model(config: TrainConfig, served_dir: Path = WEIGHTS_DIR) -> tuple[torch.nn.Module, list[dict]]:
-    """The student with its served weights (torch file, else the ONNX file) and its curves so far."""
-    model = build_model(config.arch, config.labels)
-    served = weights_path(config.name, config.arch, served_dir)
+def load_served(model: torch.nn.Module, name: str, served_dir: Path = WEIGHTS_DIR) -> None:
+    """Copy the matching tensors of ``name``'s weights in ``served_dir`` (torch file, else the ONNX file) into
+    ``model``; a missing file leaves it as it is."""
+    served = weights_path(name, STUDENTS[name]["arch"], served_dir)
     if served.exists():
         load_weights(model, served)
     elif served.with_suffix(".onnx").exists():
-        model.load_state_dict(state_dict_from_onnx(served.with_suffix(".onnx")))
-    history_path = served.with_suffix(".history.json")
+        own = model.state_dict()
+        donor = state_dict_from_onnx(served.with_suffix(".onnx"))
+        model.load_state_dict({k: v for k, v in donor.items() if k in own and v.shape == own[k].shape}, strict=False)
+
+
+def starting_model(config: TrainConfig, served_dir: Path = WEIGHTS_DIR) -> tuple[torch.nn.Module, list[dict]]:
+    """The student with its served weights and its curves so far."""
+    model = build_model(config.arch, config.labels)
+    load_served(model, config.name, served_dir)
+    history_path = weights_path(config.name, config.arch, served_dir).with_suffix(".history.json")
     earlier = json.loads(history_path.read_text())["history"] if history_path.exists() else []
     print(f"[{config.name}] starting from {config.name}'s weights after {len(earlier)} epochs", flush=True)
     return model, earlier
@@ -326,10 +334,17 @@ def distil_config(name: str, data_root: Path, from_scratch: bool = False, epochs
 def student_start(
     config: TrainConfig, from_scratch: bool = False, resume: bool = False, served_dir: Path = WEIGHTS_DIR
 ) -> tuple[torch.nn.Module, list[dict]]:
-    """Fresh weights and no curves (``from_scratch``), the last candidate (``resume``) or the served student."""
+    """Fresh weights and no curves (``from_scratch``; the backbone from the served ``init_from`` model where the
+    spec names one, as ``models.train`` starts it), the last candidate (``resume``) or the served student."""
     if from_scratch:
-        print(f"[{config.name}] starting from fresh weights", flush=True)
-        return build_model(config.arch, config.labels), []
+        model = build_model(config.arch, config.labels)
+        source = config.spec.get("init_from")
+        if source:
+            load_served(model, source, served_dir)
+        print(
+            f"[{config.name}] starting from {f'the served {source} weights' if source else 'fresh weights'}", flush=True
+        )
+        return model, []
     return starting_model(config, BUILD_DIR if resume else served_dir)
 
 

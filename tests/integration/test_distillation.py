@@ -263,3 +263,14 @@ def test_mild_views_draw_the_students_own_augmentation_for_teacher_and_student(t
     )
     assert np.array_equal(fresh.view(SIZE, 1), mild["pixels_32"][1])
     assert distil.Recipe(from_scratch=True, plain_crops=True, mild_views=True).tag == "distilled-scratch-plain-mild"
+
+
+def test_a_binary_student_from_scratch_starts_from_the_served_diagnosis_backbone_as_training_does(tmp_path):
+    config = distil.distil_config("binary", tmp_path, from_scratch=True)
+    binary, curves = distil.student_start(config, from_scratch=True)
+    diagnosis, _ = distil.student_start(distil.distil_config("diagnosis", tmp_path))  # the served diagnosis model
+    binary_weights, diagnosis_weights = binary.state_dict(), diagnosis.state_dict()
+    shared = [k for k, v in binary_weights.items() if k in diagnosis_weights and v.shape == diagnosis_weights[k].shape]
+    heads = [k for k in binary_weights if k not in shared]
+    assert curves == [] and heads and len(shared) > 10 * len(heads)
+    assert all(torch.equal(binary_weights[k], diagnosis_weights[k]) for k in shared)
