@@ -305,7 +305,7 @@ class Recipe:
 
     @property
     def tag(self) -> str:
-        """The experiment's name suffix, e.g. ``distilled-scratch-plain-corrected``."""
+        """The experiment's name suffix, e.g. ``distilled-scratch-plain-corrected`` (``-36epochs`` where overridden)."""
         alpha = f"-alpha{self.alpha:g}" if self.alpha != DISTIL["alpha"] else ""
         return (
             "distilled"
@@ -314,6 +314,7 @@ class Recipe:
             + "-corrected" * self.correct_teacher
             + "-mild" * self.mild_views
             + alpha
+            + (f"-{self.epochs}epochs" if self.epochs else "")
         )
 
 

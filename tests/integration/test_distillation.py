@@ -263,6 +263,7 @@ def test_mild_views_draw_the_students_own_augmentation_for_teacher_and_student(t
     )
     assert np.array_equal(fresh.view(SIZE, 1), mild["pixels_32"][1])
     assert distil.Recipe(from_scratch=True, plain_crops=True, mild_views=True).tag == "distilled-scratch-plain-mild"
+    assert distil.Recipe(from_scratch=True, epochs=36).tag == "distilled-scratch-36epochs"
 
 
 def test_a_binary_student_from_scratch_starts_from_the_served_diagnosis_backbone_as_training_does(tmp_path):
