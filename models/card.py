@@ -146,18 +146,22 @@ def schedule(history: dict) -> str:
     return "; then ".join(parts)
 
 
-def distillation(manifest: dict) -> str:
-    """How the students were distilled, from the spec they were trained with."""
-    parts = [
-        f"{role} at {spec['imgsz']} px for {spec['epochs']} epochs (peak learning rate {spec['lr']})"
-        for role, spec in DISTIL["students"].items()
-    ]
+def distillation(manifest: dict, histories: dict) -> str:
+    """How each served student was distilled, from its own record (students not distilled are left out)."""
+    parts = []
+    for name, history in histories.items():
+        args = history["train_args"]
+        if "distillation" in args:
+            epochs = sum(row.get("stage") == "distil" for row in history["history"])
+            parts.append(
+                f"{name.split('-')[0]} {how_distilled(args).rstrip(',')}, at {args['imgsz']} px for its last {epochs} epochs "
+                f"(peak learning rate {args['lr0']:g})"
+            )
     teacher = manifest["models"]["reference"]["name"]
     return (
-        f"soft targets from the served {teacher} at temperature T = {DISTIL['T']}, weighted {DISTIL['alpha']} "
-        f"against the labels' cross-entropy ({1 - DISTIL['alpha']:.1f}), on {DISTIL['views']} augmented views of "
-        "every training image cached once with the teacher's logits (a student epoch costs no teacher pass); "
-        + "; ".join(parts)
+        f"soft targets from the served {teacher} at temperature T = {DISTIL['T']}, weighted ALPHA against the labels' "
+        "cross-entropy, on augmented views of every training image whose teacher logits are cached once (a student "
+        "epoch costs no teacher pass); " + "; ".join(parts)
     )
 
 
@@ -171,13 +175,17 @@ def fit_figures(side: dict, sets: list[str]) -> str:
 
 def how_distilled(train_args: dict) -> str:
     """Where a distilled student started, which views it saw and whether the teacher's wrong answers were corrected,
-    e.g. "from fresh weights on 24 fresh views of shades of grey"."""
+    e.g. "from fresh weights on 24 fresh mildly augmented views of the plain crop"."""
     record = train_args.get("distillation", {})
     start = "from fresh weights" if record.get("start") == "scratch" else "from the weights served before"
+    if record.get("init_from"):
+        start = f"from fresh weights with the served {record['init_from']} model's backbone"
     views = record.get("views", DISTIL["views"])
     corrected = ", the teacher's wrong answers corrected," if record.get("teacher_corrected") else ""
     reads = "shades of grey" if train_args.get("colour_constancy") else "the plain crop"
     kind = "fresh" if record.get("fresh_views") else "cached"
+    if record.get("augmentation") == "mild":
+        kind += " mildly augmented"
     alpha = record.get("alpha", DISTIL["alpha"])
     weight = "" if alpha == DISTIL["alpha"] else f", teacher weight ALPHA = {alpha:g}{' (labels only)' * (alpha == 0)},"
     return f"{start} on {views} {kind} views of {reads}{corrected}{weight}"
@@ -196,7 +204,7 @@ def selections(histories: dict, experiments: dict) -> str:
 
         verdict = "**shipped**" if record["shipped"] else f"not shipped (`experiments/{name}.history.json`)"
         if record.get("withheld"):
-            verdict = f"won the rule but withheld: it {record['withheld']} (`experiments/{name}.history.json`)"
+            verdict = f"won the mean score but withheld: it {record['withheld']} (`experiments/{name}.history.json`)"
         lines.append(
             f"  - {name.split('-distilled')[0]}: distilled {how_distilled(history['train_args'])} for {len(rows)} "
             f"epochs ({minutes:.0f} min): "
@@ -267,7 +275,7 @@ def render(metrics: dict, manifest: dict, histories: dict, experiments: dict) ->
         objective=a["objective"],
         balance_study=", ".join(f"{power}: {score:.3f}" for power, score in a["balance_study"].items()),
         reference_schedule=schedule(histories["reference-efficientnet-lite0"]),
-        distillation=distillation(manifest),
+        distillation=distillation(manifest, histories),
         selections=selections(histories, experiments),
         size_studies=size_studies(experiments),
         experiments=resolution_experiments(histories["check-resnet50"]["history"], experiments),

@@ -390,6 +390,7 @@ def distil_one(
             "views": len(cache.teacher_logits),
             "fresh_views": cache.source is not None,
             "start": "scratch" if recipe.from_scratch else "served",
+            "init_from": config.spec.get("init_from") if recipe.from_scratch else None,
             "teacher_corrected": recipe.correct_teacher,
             "augmentation": cache.augmentation,
         },
