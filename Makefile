@@ -75,11 +75,11 @@ train: install  ## fine-tune the reference, train the students, distil them from
 	PRETRAINED=$(if $(filter wheel,$(PRETRAINED)),scratch,$(PRETRAINED)) $(PY) -m models.train $(if $(DATA),--data "$(DATA)")
 	$(PY) -m models.gate
 	$(PY) -m models.export_reference
-	$(PY) -m models.distil --model diagnosis $(SERVED_DISTILLATION) --epochs 36
+	$(PY) -m models.distil --model diagnosis $(DIAGNOSIS_DISTILLATION)
 	$(PY) -m models.distil --model binary
 
 # How the served diagnosis model was distilled (the model card lists every recipe tried and its fit-set figures).
-SERVED_DISTILLATION := --from-scratch --plain-crops --fresh-views --views 24 --mild-views --correct-teacher
+DIAGNOSIS_DISTILLATION := --from-scratch --plain-crops --fresh-views --views 24 --mild-views --correct-teacher --epochs 36
 
 export: install  ## ONNX export of the students, the gate and reference, test-time views study, calibration, assessment weights, models/manifest.json
 	$(PY) -m models.export --onnx-only $(if $(DATA),--data "$(DATA)")

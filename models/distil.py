@@ -38,6 +38,7 @@ import json
 import os
 import shutil
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -52,7 +53,7 @@ from models.metrics import auc, balanced_accuracy
 from models.nets import MODELS_DIR, WEIGHTS_DIR, build_model, logits_of, normalise, weights_path
 from models.scores import served_scores
 from models.specs import DISTIL, REFERENCE, STUDENTS, VIEWS
-from models.train import Pixels, TrainConfig, Trainer, load_weights, predict, save
+from models.train import Pixels, TrainConfig, Trainer, load_matching, load_weights, predict, save
 from models.train import augment as mild
 from shared.analysis.calibration import calibrate, log_probs
 from shared.analysis.classifiers import session_options
@@ -96,17 +97,24 @@ def to_size(pixels: torch.Tensor, size: int) -> np.ndarray:
     return (small.clamp(0, 1) * 255).round().byte().permute(0, 2, 3, 1).numpy()
 
 
+def augmented_batches(
+    x: torch.Tensor, view: int, seed: int, augmentation: str = "strong", batch: int = 64
+) -> Iterator[tuple[int, torch.Tensor]]:
+    """View ``view`` of ``x`` batch by batch (start index, N x 3 x S x S floats in [0, 1]): the ``augmentation``
+    drawn for that view from its seed (the draws depend on the seed and the batch size alone, not on the images)."""
+    gen = view_generator(seed, view)
+    for start in range(0, len(x), batch):
+        yield start, AUGMENTATIONS[augmentation](x[start : start + batch].permute(0, 3, 1, 2).float() / 255.0, gen)
+
+
 def student_views(
     x: torch.Tensor, view: int, seed: int, sizes: list[int], augmentation: str = "strong", batch: int = 64
 ) -> dict[int, np.ndarray]:
-    """View ``view`` of ``x`` at every size (N x S x S x 3 uint8): the ``augmentation`` drawn for that view from
-    its seed (the draws depend on the seed and the batch size alone, not on the images)."""
+    """View ``view`` of ``x`` at every size (N x S x S x 3 uint8), as :func:`augmented_batches` draws it."""
     if not sizes:
         return {}
-    gen = view_generator(seed, view)
     out = {size: np.empty((len(x), size, size, 3), np.uint8) for size in sizes}
-    for start in range(0, len(x), batch):
-        pixels = AUGMENTATIONS[augmentation](x[start : start + batch].permute(0, 3, 1, 2).float() / 255.0, gen)
+    for start, pixels in augmented_batches(x, view, seed, augmentation, batch):
         for size in sizes:
             out[size][start : start + batch] = to_size(pixels, size)
     return out
@@ -132,15 +140,16 @@ def make_views(
     out = {size: np.empty((views, len(x), size, size, 3), np.uint8) for size in sizes}
     logits = np.empty((views, len(x), len(DIAGNOSIS_LABELS)), np.float32)
     for view in range(views):
-        gen = view_generator(seed, view)
         tic = time.time()
-        for start in range(0, len(x), batch):
-            pixels = AUGMENTATIONS[augmentation](x[start : start + batch].permute(0, 3, 1, 2).float() / 255.0, gen)
+        for start, pixels in augmented_batches(x, view, seed, augmentation, batch):
             teacher_in = normalise(pixels, REFERENCE["mean"], REFERENCE["std"]).numpy()
             logits[view, start : start + batch] = session.run(["logits"], {"images": teacher_in})[0]
-        student = x if student_x is None else student_x
-        for size, pixels in student_views(student, view, seed, sizes, augmentation, batch).items():
-            out[size][view] = pixels
+            if student_x is None:  # the students' view is the teacher's, scaled down
+                for size in sizes:
+                    out[size][view, start : start + batch] = to_size(pixels, size)
+        if student_x is not None:
+            for size, student_pixels in student_views(student_x, view, seed, sizes, augmentation, batch).items():
+                out[size][view] = student_pixels
         print(f"[views] view {view + 1}/{views} in {time.time() - tic:.0f}s", flush=True)
     return {"logits": logits, **{f"pixels_{size}": array for size, array in out.items()}}
 
@@ -267,9 +276,7 @@ def load_served(model: torch.nn.Module, name: str, served_dir: Path = WEIGHTS_DI
     if served.exists():
         load_weights(model, served)
     elif served.with_suffix(".onnx").exists():
-        own = model.state_dict()
-        donor = state_dict_from_onnx(served.with_suffix(".onnx"))
-        model.load_state_dict({k: v for k, v in donor.items() if k in own and v.shape == own[k].shape}, strict=False)
+        load_matching(model, state_dict_from_onnx(served.with_suffix(".onnx")))
 
 
 def starting_model(config: TrainConfig, served_dir: Path = WEIGHTS_DIR) -> tuple[torch.nn.Module, list[dict]]:

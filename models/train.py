@@ -69,6 +69,11 @@ def load_weights(model: torch.nn.Module, source: Path) -> None:
     donor = torch.load(source, map_location="cpu", weights_only=False)
     if isinstance(donor, dict) and "model" in donor:
         donor = donor["model"].float().state_dict()
+    load_matching(model, donor)
+
+
+def load_matching(model: torch.nn.Module, donor: dict[str, torch.Tensor]) -> None:
+    """Copy the tensors of ``donor`` whose names and shapes ``model`` has (a new head keeps its own)."""
     own = model.state_dict()
     model.load_state_dict({k: v for k, v in donor.items() if k in own and v.shape == own[k].shape}, strict=False)
 
