@@ -205,6 +205,14 @@ def selections(histories: dict, experiments: dict) -> str:
         verdict = "**shipped**" if record["shipped"] else f"not shipped (`experiments/{name}.history.json`)"
         if record.get("withheld"):
             verdict = f"won the mean score but withheld: it {record['withheld']} (`experiments/{name}.history.json`)"
+        if record.get("withdrawn"):
+            verdict = f"served, then withdrawn: {record['withdrawn']} (`experiments/{name}.history.json`)"
+        assessment = record.get("assessment")
+        if assessment:
+            verdict = (
+                f"the assessment's out-of-fold balanced accuracy {assessment['distilled']:.3f} against "
+                f"{assessment['served']:.3f}: {verdict}"
+            )
         lines.append(
             f"  - {name.split('-distilled')[0]}: distilled {how_distilled(history['train_args'])} for {len(rows)} "
             f"epochs ({minutes:.0f} min): "

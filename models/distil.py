@@ -24,9 +24,11 @@ Three units:
   ``--plain-crops``) and is written to ``build/distil/``. The distilled and the served student are then scored
   on the fit sets (HAM10000 val fit half, PAD-UFES-20 val; never Derm7pt or a report set). The distilled one
   replaces the served one (weights and curves into ``models/weights/``, where ``models.export`` reads them) only
-  if its score, the mean over the two sources of balanced accuracy and malignant AUC, is higher and neither
-  source's own score falls by more than 0.01 (so the 60 PAD-UFES-20 val photos cannot carry it alone); otherwise
-  its curves go to ``models/experiments/``. Either way the figures are kept in the curves' ``selection``.
+  if its score, the mean over the two sources of balanced accuracy and malignant AUC, is higher, neither
+  source's own score falls by more than 0.01 (so the 60 PAD-UFES-20 val photos cannot carry it alone), and the
+  assessment's out-of-fold balanced accuracy on the fit sets, refitted with the candidate in the served one's place,
+  falls by no more than 0.01 either; otherwise its curves go to ``models/experiments/``. Either way the figures are
+  kept in the curves' ``selection``.
 """
 
 from __future__ import annotations
@@ -49,6 +51,7 @@ import torch.nn.functional as F
 from models import augment as strong
 from models.data import SHARED_DATA, label_indices, load_constant_pixels, load_model_pixels, named_sets
 from models.export import load_student, trained_on_shades_of_grey
+from models.fit import assessment_out_of_fold, training_log_prior
 from models.metrics import auc, balanced_accuracy
 from models.nets import MODELS_DIR, WEIGHTS_DIR, build_model, logits_of, normalise, weights_path
 from models.scores import served_scores
@@ -405,8 +408,8 @@ def distil_one(
     return save(config, copy.deepcopy(trainer.ema.module).eval(), earlier, history, extra)
 
 
-# The selection: a distilled student replaces the served one only if it scores higher on the fit sets and loses on
-# neither (:func:`ships`).
+# The selection: a distilled student replaces the served one only if it scores higher on the fit sets, loses on
+# neither, and does not lower the assessment (:func:`ships`).
 
 SELECTION_SETS = ("ham_val_fit", "pad_val")
 SELECTION_TOLERANCE = 0.01
@@ -438,30 +441,51 @@ def fit_record(role: str, candidate: Path, data_root: Path = SHARED_DATA, side: 
     labels = STUDENTS[role]["labels"]
     record: dict = {"sets": list(SELECTION_SETS), "score": "mean over the sets of balanced accuracy and malignant AUC"}
     served = served_scores(MODELS_DIR, SELECTION_SETS)  # log-scores through the serving code, views included
-    for name, probs_of in (
-        ("served", lambda set_name: calibrate(served[set_name][role], 1.0)),
-        (side, lambda set_name: candidate_probabilities(role, candidate, sets[set_name])),
-    ):
+    distilled = {name: candidate_probabilities(role, candidate, sets[name]) for name in SELECTION_SETS}
+    for name, probs_of in (("served", lambda set_name: calibrate(served[set_name][role], 1.0)), (side, distilled.get)):
         by_set = {s: figures(probs_of(s), sets[s], labels) for s in SELECTION_SETS}
         score = float(np.mean([value for row in by_set.values() for value in row.values()]))
         record[name] = {**by_set, "score": round(score, 4)}
+    record["assessment"] = assessment_figures(role, served, distilled, side, data_root)
+    return record
+
+
+def assessment_figures(role: str, served: dict, distilled: dict, side: str, data_root: Path = SHARED_DATA) -> dict:
+    """The assessment's out-of-fold balanced accuracy on the fit sets (``models.fit``, every model calibrated and
+    the combination refitted), with the served models and with the ``distilled`` probabilities in ``role``'s place."""
+    models = json.loads((MODELS_DIR / "manifest.json").read_text())["models"]
+    labels = {name: entry["labels"] for name, entry in models.items()}
+    y = np.concatenate([served[name]["y"] for name in SELECTION_SETS])
+    log_prior = training_log_prior([sample.dx for sample in named_sets(data_root)["ham_train"]])
+    logits = {name: np.concatenate([served[s][name] for s in SELECTION_SETS]) for name in labels}
+    record = {"measure": "out-of-fold balanced accuracy of the assessment refitted on the fit sets (models.fit)"}
+    record["served"] = round(assessment_out_of_fold(logits, labels, y, log_prior), 4)
+    logits[role] = log_probs(np.concatenate([distilled[name] for name in SELECTION_SETS]))
+    record[side] = round(assessment_out_of_fold(logits, labels, y, log_prior), 4)
     return record
 
 
 def ships(record: dict) -> bool:
-    """The rule: the candidate's score is higher, and on neither fit set does its own score (the mean of that set's
-    two figures) fall more than ``SELECTION_TOLERANCE`` below the served model's, so a small set cannot carry it."""
+    """The rule: the candidate's score is higher; on neither fit set does its own score (the mean of that set's two
+    figures) fall more than ``SELECTION_TOLERANCE`` below the served model's, so a small set cannot carry it; and
+    the assessment's out-of-fold balanced accuracy falls no more than that either, since the assessment is what an
+    app shows first (a student that only echoes the reference adds nothing to it)."""
     served, distilled = record["served"], record["distilled"]
     own = lambda side, name: float(np.mean(list(side[name].values())))
     kept = all(own(distilled, name) >= own(served, name) - SELECTION_TOLERANCE for name in record["sets"])
-    return distilled["score"] > served["score"] and kept
+    assessment = record["assessment"]
+    kept_assessment = assessment["distilled"] >= assessment["served"] - SELECTION_TOLERANCE
+    return distilled["score"] > served["score"] and kept and kept_assessment
 
 
 def select(role: str, candidate: Path, data_root: Path = SHARED_DATA, tag: str = "distilled") -> bool:
     """Score the served and the distilled student on the fit sets; ship the distilled one if it wins (:func:`ships`),
     else keep its curves as ``experiments/<role>-<arch>-<tag>.history.json``."""
     record = fit_record(role, candidate, data_root)
-    record["rule"] = f"higher score, and no fit set's own score lower by more than {SELECTION_TOLERANCE}"
+    record["rule"] = (
+        f"higher score, and neither a fit set's own score nor the assessment's out-of-fold balanced accuracy lower "
+        f"by more than {SELECTION_TOLERANCE}"
+    )
     record["shipped"] = ships(record)
     history_path = candidate.with_suffix(".history.json")
     history = {**json.loads(history_path.read_text()), "selection": record}

@@ -107,6 +107,30 @@ def fit_balance(probs: dict[str, np.ndarray], y: np.ndarray, roles: tuple[str, .
     return max(BALANCE_POWERS, key=lambda power: (study[power], -power)), study
 
 
+def fit_calibration(
+    role: str, labels: list[str], logits: np.ndarray, y: np.ndarray, log_prior: np.ndarray
+) -> tuple[float, float, np.ndarray]:
+    """A model's decision prior power (7-class models only), temperature and logit bias on the fit set."""
+    if list(labels) == list(DIAGNOSIS_LABELS):
+        power, temperature = fit_decision_prior(logits, y, log_prior)
+        return power, temperature, np.round(power * log_prior, 6)
+    bias = np.zeros(len(labels))
+    return 0.0, fit_temperature(logits, role_labels(role, y), bias), bias
+
+
+def assessment_out_of_fold(
+    logits: dict[str, np.ndarray], labels: dict[str, list[str]], y: np.ndarray, log_prior: np.ndarray
+) -> float:
+    """The assessment's best out-of-fold balanced accuracy over ``BALANCE_POWERS`` on the fit set, every model
+    calibrated as :func:`main` calibrates it: what a candidate model would make of the assessment."""
+    probs = {}
+    for role, role_logits in logits.items():
+        _, temperature, bias = fit_calibration(role, labels[role], role_logits, y, log_prior)
+        probs[role] = calibrate(role_logits, temperature, bias)
+    _, study = fit_balance(probs, y, tuple(logits))
+    return max(study.values())
+
+
 def conclusive_threshold(assessment: np.ndarray, probs: dict, combination: Combination, y: np.ndarray) -> float:
     for threshold in np.round(np.arange(0.30, 0.99, 0.01), 2):
         held = conclusive(assessment, probs, combination, threshold)
@@ -124,13 +148,9 @@ def main(models_dir: Path = MODELS_DIR) -> None:
     probs = {}
     for role, entry in manifest["models"].items():
         logits = np.concatenate([scores[name][role] for name in FIT_SETS])
-        if entry["labels"] == list(DIAGNOSIS_LABELS):
-            power, temperature = fit_decision_prior(logits, y, log_prior)
-            bias = np.round(power * log_prior, 6)
-            prior = f"decision prior power from {list(PRIOR_POWERS)} by balanced accuracy, then "
-        else:
-            power, bias, prior = 0.0, np.zeros(len(entry["labels"])), ""
-            temperature = fit_temperature(logits, role_labels(role, y), bias)
+        power, temperature, bias = fit_calibration(role, entry["labels"], logits, y, log_prior)
+        seven_class = entry["labels"] == list(DIAGNOSIS_LABELS)
+        prior = f"decision prior power from {list(PRIOR_POWERS)} by balanced accuracy, then " if seven_class else ""
         entry["calibration"] = prior + "temperature fitted by NLL on " + " + ".join(FIT_SETS)
         entry["temperature"], entry["decision_prior_power"] = temperature, power
         entry["logit_bias"] = {label: float(b) for label, b in zip(entry["labels"], bias)}

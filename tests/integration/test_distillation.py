@@ -242,12 +242,32 @@ def fit_sides(ham: tuple[float, float], pad: tuple[float, float]) -> dict:
 
 def test_a_student_ships_only_if_it_scores_higher_and_loses_on_neither_fit_set():
     served = fit_sides((0.6356, 0.8973), (0.3387, 0.8047))
-    record = lambda distilled: {"sets": list(distil.SELECTION_SETS), "served": served, "distilled": distilled}
+    assessment = {"served": 0.716, "distilled": 0.716}
+    record = lambda distilled: {
+        "sets": list(distil.SELECTION_SETS),
+        "served": served,
+        "distilled": distilled,
+        "assessment": assessment,
+    }
     # the withheld plain-crop student: a higher mean carried by the 60 PAD-UFES-20 photos while HAM10000 lost
     assert not distil.ships(record(fit_sides((0.5614, 0.88), (0.4151, 0.827))))
     assert distil.ships(record(fit_sides((0.650, 0.900), (0.339, 0.800))))  # within the tolerance on PAD-UFES-20
     assert not distil.ships(record(served))  # a tie is not a win
     assert not distil.ships(record(fit_sides((0.700, 0.950), (0.300, 0.780))))  # PAD-UFES-20 falls by 0.032
+
+
+def test_a_student_that_lowers_the_assessment_does_not_ship():
+    served = fit_sides((0.6356, 0.8973), (0.3387, 0.8047))
+    better = fit_sides((0.6439, 0.9002), (0.3851, 0.8471))  # round 8's distilled diagnosis model
+    record = lambda served_assessment, distilled_assessment: {
+        "sets": list(distil.SELECTION_SETS),
+        "served": served,
+        "distilled": better,
+        "assessment": {"served": served_assessment, "distilled": distilled_assessment},
+    }
+    assert not distil.ships(record(0.716, 0.694))  # its own figures rose, the assessment's fell by 0.022
+    assert distil.ships(record(0.716, 0.708))  # within the tolerance
+    assert distil.ships(record(0.694, 0.716))
 
 
 def test_mild_views_draw_the_students_own_augmentation_for_teacher_and_student(teacher, images):

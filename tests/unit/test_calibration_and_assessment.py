@@ -105,3 +105,16 @@ def test_the_assessment_balance_power_is_the_smallest_when_none_decides_better()
     probs = {"diagnosis": calibrate(6.0 * np.eye(7)[y], 1.0)}  # every answer is right at any power
     power, study = fit.fit_balance(probs, y, ("diagnosis",))
     assert power == 0.0 and set(study.values()) == {1.0}
+
+
+def test_a_second_model_with_its_own_errors_lifts_the_assessment_and_an_echo_does_not():
+    rng = np.random.default_rng(1)
+    y = np.repeat(np.arange(7), 30)
+    first = rng.normal(0.0, 1.5, (len(y), 7)) + 1.5 * np.eye(7)[y]
+    independent = rng.normal(0.0, 1.5, (len(y), 7)) + 1.5 * np.eye(7)[y]
+    labels = {"diagnosis": list(DIAGNOSIS_LABELS), "reference": list(DIAGNOSIS_LABELS)}
+    no_prior = np.zeros(7)
+    echo = fit.assessment_out_of_fold({"diagnosis": first, "reference": first}, labels, y, no_prior)
+    lifted = fit.assessment_out_of_fold({"diagnosis": independent, "reference": first}, labels, y, no_prior)
+    alone = balanced_accuracy(y, first.argmax(1))
+    assert abs(echo - alone) < 0.05 and lifted > echo + 0.05
