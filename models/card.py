@@ -206,7 +206,7 @@ def selections(histories: dict, experiments: dict) -> str:
         if record.get("withheld"):
             verdict = f"won the mean score but withheld: it {record['withheld']} (`experiments/{name}.history.json`)"
         if record.get("withdrawn"):
-            verdict = f"served, then withdrawn: {record['withdrawn']} (`experiments/{name}.history.json`)"
+            verdict = f"served for a round, then withdrawn: {record['withdrawn']} (`experiments/{name}.history.json`)"
         assessment = record.get("assessment")
         if assessment:
             verdict = (
