@@ -59,6 +59,27 @@ def settings(environ=os.environ) -> dict[str, str]:
     return {key: environ.get(key, default) for key, default in DEFAULTS.items()}
 
 
+def free_ports(keys=PORTS) -> dict[str, str]:
+    """A free port on 127.0.0.1 for each key, all different: every socket stays bound until all are chosen (a port
+    chosen and released at once may be handed out again, and two parts on one port answer for each other)."""
+    sockets = [socket.socket() for _ in keys]
+    try:
+        for sock in sockets:
+            sock.bind(("127.0.0.1", 0))
+        return {key: str(sock.getsockname()[1]) for key, sock in zip(keys, sockets)}
+    finally:
+        for sock in sockets:
+            sock.close()
+
+
+def shared_ports(s: dict[str, str]) -> dict[str, list[str]]:
+    """Ports that more than one setting names, with those settings."""
+    by_port: dict[str, list[str]] = {}
+    for key in PORTS:
+        by_port.setdefault(s[key], []).append(key)
+    return {port: keys for port, keys in by_port.items() if len(keys) > 1}
+
+
 def service_env(s: dict[str, str]) -> dict[str, str]:
     """What a function needs to find the emulators (also what `make demo` and tests use)."""
     project = s["GOOGLE_CLOUD_PROJECT"]
@@ -176,6 +197,12 @@ class Stack:
     def __init__(self, environ=os.environ):
         self.environ = dict(environ)
         self.s = settings(environ)
+        clashes = shared_ports(self.s)
+        if clashes:  # a part's readiness check would take another part's answer for its own
+            raise ValueError(
+                "each part of the stack needs a port of its own: "
+                + "; ".join(f"{', '.join(keys)} share {port}" for port, keys in clashes.items())
+            )
         self.dir = Path(self.s["STACK_DIR"])
         self.logs = self.dir / "logs"
         self.pid_file = self.dir / "pids.json"

@@ -14,7 +14,6 @@ from __future__ import annotations
 import argparse
 import json
 import platform
-import socket
 import statistics
 import subprocess
 import sys
@@ -173,12 +172,6 @@ def bench_cold_start(photo: bytes, runs: int) -> dict:
     }
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 def bench_browser(web_url: str, photo: bytes, runs: int) -> dict:
     """The web client in Chromium: time from the upload's 202 to the listener's done snapshot, measured in the page."""
     from devstack import browser
@@ -210,9 +203,9 @@ def bench_stack(photo: bytes, uploads: int, listens: int, load_total: int, load_
     from google.cloud.firestore_v1.base_query import FieldFilter
 
     from devstack import auth_emulator
-    from devstack.stack import PORTS, Stack, service_env
+    from devstack.stack import Stack, free_ports, service_env
 
-    ports = {key: str(free_port()) for key in PORTS}  # every part of the stack on a free port
+    ports = free_ports()  # every part of the stack on a free port of its own
     stack = Stack(
         {**os.environ, **ports, "STACK_DIR": str(REPO / "build/bench-stack"), "UPLOADS_PER_USER_PER_HOUR": "1000"}
     )

@@ -5,7 +5,6 @@ state folder. Users sign in on the Auth emulator; every answer of a function is 
 from __future__ import annotations
 
 import os
-import socket
 import time
 from pathlib import Path
 
@@ -17,17 +16,11 @@ from google.cloud import firestore, storage, tasks_v2
 from google.cloud.tasks_v2.services.cloud_tasks.transports import CloudTasksGrpcTransport
 
 from devstack import auth_emulator
-from devstack.stack import FUNCTIONS, PORTS, Stack, service_env, settings
+from devstack.stack import FUNCTIONS, Stack, free_ports, service_env, settings
 from tests.e2e.openapi import checking
 
 TERMINAL = {"done", "rejected", "failed"}
 ALLOWED_ORIGIN = "https://app.example"
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 class Api:
@@ -129,7 +122,7 @@ def api(tmp_path_factory):
             f"{emulator} is missing: install gcloud's cloud-firestore-emulator component "
             "or set FIRESTORE_EMULATOR to its cloud_firestore_emulator script"
         )
-    ports = {key: str(free_port()) for key in PORTS}  # every part of the stack on a free port
+    ports = free_ports()  # every part of the stack on a free port of its own
     environ = {
         **os.environ,
         **ports,

@@ -55,3 +55,12 @@ def test_a_part_that_never_answers_fails_after_the_last_attempt(tmp_path, monkey
         parts.start("web")
     assert len(count.read_text().splitlines()) == stack.START_ATTEMPTS
     assert "web" not in parts._pids()
+
+
+def test_free_ports_are_all_different_and_a_stack_refuses_two_parts_on_one_port(tmp_path):
+    ports = stack.free_ports()
+    assert set(ports) == set(stack.PORTS) and len(set(ports.values())) == len(stack.PORTS)
+    stack.Stack({"STACK_DIR": str(tmp_path), **ports})  # distinct ports: accepted
+    clash = {**ports, "AUTH_PORT": ports["INFER_PORT"]}
+    with pytest.raises(ValueError, match=f"INFER_PORT, AUTH_PORT share {ports['INFER_PORT']}"):
+        stack.Stack({"STACK_DIR": str(tmp_path), **clash})
