@@ -70,12 +70,16 @@ bench: install  ## speed and memory targets, written to bench/report.json
 
 PRETRAINED ?= wheel
 DEVICE ?= cpu
-train: install  ## fine-tune the reference, train the students, distil them from it (about 3 h on 2 CPU cores); PRETRAINED=official|PATH, DEVICE=0
+train: install  ## fine-tune the reference, train the students, distil them from it (about 4 h on 2 CPU cores); PRETRAINED=official|PATH, DEVICE=0
 	PRETRAINED=$(PRETRAINED) DEVICE=$(DEVICE) $(PY) -m models.reference
 	PRETRAINED=$(if $(filter wheel,$(PRETRAINED)),scratch,$(PRETRAINED)) $(PY) -m models.train $(if $(DATA),--data "$(DATA)")
 	$(PY) -m models.gate
 	$(PY) -m models.export_reference
+	$(PY) -m models.distil --model diagnosis $(DIAGNOSIS_DISTILLATION)
 	$(PY) -m models.distil --model binary
+
+# How the served diagnosis model was distilled (the model card lists every recipe tried and its fit-set figures).
+DIAGNOSIS_DISTILLATION := --from-scratch --plain-crops --fresh-views --views 24 --mild-views --correct-teacher --alpha 0.5 --epochs 36
 
 export: install  ## ONNX export of the students, the gate and reference, test-time views study, calibration, assessment weights, models/manifest.json
 	$(PY) -m models.export --onnx-only $(if $(DATA),--data "$(DATA)")

@@ -70,6 +70,6 @@ DISTIL = dict(
 VIEWS = {
     "reference": ("identity", "rot180"),
     "binary": ("identity",),
-    "diagnosis": ("identity",),
+    "diagnosis": ("identity", "hflip"),
     "check": ("identity",),
 }
