@@ -181,14 +181,14 @@ def how_distilled(train_args: dict) -> str:
     if record.get("init_from"):
         start = f"from fresh weights with the served {record['init_from']} model's backbone"
     views = record.get("views", DISTIL["views"])
-    corrected = ", the teacher's wrong answers corrected," if record.get("teacher_corrected") else ""
+    corrected = ", the teacher's wrong answers corrected" if record.get("teacher_corrected") else ""
     reads = "shades of grey" if train_args.get("colour_constancy") else "the plain crop"
     kind = "fresh" if record.get("fresh_views") else "cached"
     if record.get("augmentation") == "mild":
         kind += " mildly augmented"
     alpha = record.get("alpha", DISTIL["alpha"])
-    weight = "" if alpha == DISTIL["alpha"] else f", teacher weight ALPHA = {alpha:g}{' (labels only)' * (alpha == 0)},"
-    return f"{start} on {views} {kind} views of {reads}{corrected}{weight}"
+    weight = "" if alpha == DISTIL["alpha"] else f", teacher weight ALPHA = {alpha:g}{' (labels only)' * (alpha == 0)}"
+    return f"{start} on {views} {kind} views of {reads}{corrected}{weight}" + ("," if corrected or weight else "")
 
 
 def selections(histories: dict, experiments: dict) -> str:
