@@ -446,17 +446,17 @@ def fit_record(role: str, candidate: Path, data_root: Path = SHARED_DATA, side: 
         by_set = {s: figures(probs_of(s), sets[s], labels) for s in SELECTION_SETS}
         score = float(np.mean([value for row in by_set.values() for value in row.values()]))
         record[name] = {**by_set, "score": round(score, 4)}
-    record["assessment"] = assessment_figures(role, served, distilled, side, data_root)
+    log_prior = training_log_prior([sample.dx for sample in sets["ham_train"]])
+    record["assessment"] = assessment_figures(role, served, distilled, side, log_prior)
     return record
 
 
-def assessment_figures(role: str, served: dict, distilled: dict, side: str, data_root: Path = SHARED_DATA) -> dict:
+def assessment_figures(role: str, served: dict, distilled: dict, side: str, log_prior: np.ndarray) -> dict:
     """The assessment's out-of-fold balanced accuracy on the fit sets (``models.fit``, every model calibrated and
     the combination refitted), with the served models and with the ``distilled`` probabilities in ``role``'s place."""
     models = json.loads((MODELS_DIR / "manifest.json").read_text())["models"]
     labels = {name: entry["labels"] for name, entry in models.items()}
     y = np.concatenate([served[name]["y"] for name in SELECTION_SETS])
-    log_prior = training_log_prior([sample.dx for sample in named_sets(data_root)["ham_train"]])
     logits = {name: np.concatenate([served[s][name] for s in SELECTION_SETS]) for name in labels}
     record = {"measure": "out-of-fold balanced accuracy of the assessment refitted on the fit sets (models.fit)"}
     record["served"] = round(assessment_out_of_fold(logits, labels, y, log_prior), 4)
