@@ -99,7 +99,7 @@ class Config:
         "operating point fitted by `make export` (model card).",
     )
     CONF_THRESHOLD: float = setting(
-        "0.75",
+        "0.7",
         "Confidence the assessment must reach, with the binary model and the reference agreeing with it on benign "
         "vs malignant, for a conclusive result; fitted by `make export` (model card).",
     )

@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 
 from models import fit
-from models.metrics import balanced_accuracy
-from shared.analysis.assessment import Combination, combine, conclusive, malignant_probability
+from models.metrics import balanced_accuracy, nll
+from shared.analysis.assessment import GROUP_INDEX, Combination, combine, conclusive, malignant_probability
 from shared.analysis.calibration import calibrate, log_probs
 from shared.analysis.preprocess import shades_of_grey
 from shared.labels import DIAGNOSIS_LABELS
@@ -118,3 +118,32 @@ def test_a_second_model_with_its_own_errors_lifts_the_assessment_and_an_echo_doe
     lifted = fit.assessment_out_of_fold({"diagnosis": independent, "reference": first}, labels, y, no_prior)
     alone = balanced_accuracy(y, first.argmax(1))
     assert abs(echo - alone) < 0.05 and lifted > echo + 0.05
+
+
+def test_the_assessment_temperature_is_fitted_and_changes_no_decision():
+    probs, y = rare_classes_problem()
+    combination = fit.fit_combination(probs, y, ("diagnosis",), 1.0)
+    fitted = combine(probs, combination)
+
+    def scaled(factor: float) -> np.ndarray:
+        weights = {role: factor * w for role, w in combination.weights.items()}
+        return combine(probs, Combination(weights, tuple(factor * b for b in combination.bias), ()))
+
+    assert nll(y, fitted) < min(nll(y, scaled(0.8)), nll(y, scaled(1.25)))
+    assert np.array_equal(scaled(0.8).argmax(1), fitted.argmax(1))
+
+
+def test_the_malignant_question_weighs_in_the_assessment_fit(monkeypatch):
+    rng = np.random.default_rng(2)
+    y = np.repeat(np.arange(7), 40)
+    diagnosis = rng.normal(0.0, 1.0, (len(y), 7)) + 1.0 * np.eye(7)[y]
+    binary = rng.normal(0.0, 1.0, (len(y), 2)) + 2.5 * np.eye(2)[GROUP_INDEX[y]]  # sure of the group only
+    probs = {"diagnosis": calibrate(diagnosis, 1.0), "binary": calibrate(binary, 1.0)}
+
+    def malignant_nll() -> float:
+        malignant = malignant_probability(combine(probs, fit.fit_combination(probs, y, tuple(probs), 0.0)))
+        return nll(GROUP_INDEX[y], np.stack([1.0 - malignant, malignant], axis=1))
+
+    with_question = malignant_nll()
+    monkeypatch.setattr(fit, "MALIGNANT_WEIGHT", 0.0)
+    assert with_question < malignant_nll()
