@@ -471,9 +471,8 @@ def assessment_figures(role: str, served: dict, distilled: dict, side: str, log_
 def ships(record: dict) -> bool:
     """The rule: the candidate's score is higher by more than ``SELECTION_MARGIN``; on neither fit set does its own
     score (the mean of that set's two figures) fall more than ``SELECTION_TOLERANCE`` below the served model's, so a
-    small set cannot carry it; and
-    the assessment's out-of-fold balanced accuracy falls no more than that either, since the assessment is what an
-    app shows first (a student that only echoes the reference adds nothing to it)."""
+    small set cannot carry it; and the assessment's out-of-fold balanced accuracy falls no more than that either,
+    since the assessment is what an app shows first (a student that only echoes the reference adds nothing to it)."""
     served, distilled = record["served"], record["distilled"]
     own = lambda side, name: float(np.mean(list(side[name].values())))
     kept = all(own(distilled, name) >= own(served, name) - SELECTION_TOLERANCE for name in record["sets"])
