@@ -20,7 +20,7 @@ from models.data import named_sets
 from models.metrics import balanced_accuracy, class_balanced_weights, nll
 from models.scores import MODELS_DIR, served_scores
 from shared.analysis.assessment import GROUP_INDEX, Combination, combine, conclusive, malignant_probability
-from shared.analysis.calibration import calibrate
+from shared.analysis.calibration import calibrate, log_probs
 from shared.labels import DIAGNOSIS_LABELS
 
 FIT_SETS = ("ham_val_fit", "pad_val")
@@ -90,7 +90,7 @@ def fit_combination(probs: dict[str, np.ndarray], y: np.ndarray, roles: tuple[st
 
     start = np.concatenate([np.zeros(len(roles)), np.zeros(len(DIAGNOSIS_LABELS))])
     fitted = unpack(minimize(loss, start, method="L-BFGS-B").x)
-    temperature = fit_temperature(np.log(combine(probs, fitted)), y, np.zeros(len(DIAGNOSIS_LABELS)))
+    temperature = fit_temperature(log_probs(combine(probs, fitted)), y, np.zeros(len(DIAGNOSIS_LABELS)))
     return Combination(
         {r: round(float(w) / temperature, 4) for r, w in fitted.weights.items()},
         tuple(round(float(b) / temperature, 4) for b in fitted.bias),
