@@ -29,7 +29,7 @@ __all__ = [
     "UpdateTime",
 ]
 
-UpdateTime = Hashable  # opaque: the store's own version stamp of a document (Firestore: its update time)
+UpdateTime = Hashable  # opaque: the store's version stamp of a job (Firestore: both documents' update times)
 
 
 @dataclass(frozen=True)
@@ -48,8 +48,9 @@ class PhotoNotFound(Exception):
 
 
 class Jobs(Protocol):
-    """The ``jobs`` collection, with compare-and-swap writes on a document's update time. Each job's worker state
-    is written together with its document, atomically, so the document's update time versions both."""
+    """The ``jobs`` collection, with compare-and-swap writes on a job's version. Each job's worker state is
+    written together with its document, atomically, and the version covers both: a write based on a read that
+    missed a change to either does not land."""
 
     def get(self, job_id: str) -> Snapshot | None:
         """The job, or None if there is none."""
@@ -63,7 +64,8 @@ class Jobs(Protocol):
         self, job_id: str, fields: dict[str, Any], update_time: UpdateTime, worker: dict[str, Any] | None = None
     ) -> UpdateTime | None:
         """Merge ``fields`` (a value ``DELETE`` removes its field) and ``worker`` only if nobody wrote since
-        ``update_time``; the new update time, or None if the job changed or is gone."""
+        ``update_time`` (its document or its worker state); the new version, or None if the job changed or is
+        gone."""
         ...
 
     def delete(self, job_id: str) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Iterator
+from typing import Any, cast
 
 from google.api_core import exceptions as gexc
 from google.auth.credentials import AnonymousCredentials
@@ -34,8 +35,10 @@ def make_client(project: str, emulator_host: str) -> firestore.Client:
 
 class JobStore:
     """Each job is ``jobs/{jobId}`` (what its owner may read) and ``jobs/{jobId}/private/worker`` (the worker's
-    state: the security rules let no client read it). Both are written in one atomic batch whose precondition is
-    the job document's update time."""
+    state: the security rules let no client read it). Both are written in one atomic batch whose preconditions are
+    both documents' update times: a read of the two is not one snapshot (the emulator's, even in a read-only
+    transaction, can pair a new document with an old worker state), so a decision taken on a torn read must not
+    land. The version a snapshot carries is the pair of update times."""
 
     WORKER = ("private", "worker")
 
@@ -61,7 +64,10 @@ class JobStore:
         job, worker = snaps[job_ref.path], snaps[worker_ref.path]
         if not job.exists:
             return None
-        return Snapshot(job.to_dict() or {}, job.update_time, (worker.to_dict() or {}) if worker.exists else {})
+        worker_time = worker.update_time if worker.exists else None
+        return Snapshot(
+            job.to_dict() or {}, (job.update_time, worker_time), (worker.to_dict() or {}) if worker.exists else {}
+        )
 
     def create(self, job_id: str, job: dict, worker: dict | None = None) -> bool:
         """Create the job and its worker state; False if the job already exists."""
@@ -79,19 +85,30 @@ class JobStore:
     def update_if_unchanged(
         self, job_id: str, fields: dict, update_time: UpdateTime, worker: dict | None = None
     ) -> UpdateTime | None:
-        """Write ``fields`` (and ``worker``) only if nobody wrote since ``update_time``; the new update time, or None."""
+        """Write ``fields`` (and ``worker``) only if nobody wrote either document since ``update_time`` (the pair a
+        snapshot carries); the new pair, or None."""
+        job_time, worker_time = cast(tuple[Any, Any], update_time)
         batch = self.client.batch()
         batch.update(
-            self._ref(job_id), _firestore_values(fields), option=self.client.write_option(last_update_time=update_time)
+            self._ref(job_id), _firestore_values(fields), option=self.client.write_option(last_update_time=job_time)
         )
-        if worker:
-            batch.set(self._worker_ref(job_id), _firestore_values(worker), merge=True)
+        if worker and worker_time is None:
+            batch.create(
+                self._worker_ref(job_id), {name: value for name, value in worker.items() if value is not DELETE}
+            )
+        elif worker:
+            batch.update(
+                self._worker_ref(job_id),
+                _firestore_values(worker),
+                option=self.client.write_option(last_update_time=worker_time),
+            )
         try:
-            return batch.commit(timeout=TIMEOUT, retry=None)[0].update_time
+            written = batch.commit(timeout=TIMEOUT, retry=None)[0].update_time
         except (gexc.FailedPrecondition, gexc.NotFound, gexc.Conflict):
             return None
         except TRANSIENT as exc:
             raise Unavailable("Firestore") from exc
+        return written, (written if worker else worker_time)
 
     def delete(self, job_id: str) -> None:
         batch = self.client.batch()

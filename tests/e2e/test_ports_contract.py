@@ -88,6 +88,19 @@ def test_jobs_keep_the_worker_state_beside_the_document_and_delete_fields(job_st
     assert job_store.create(job_id, {"status": "queued"}) and job_store.get(job_id).worker == {}, "no old worker state"
 
 
+def test_a_write_based_on_an_old_worker_state_does_not_land(api):
+    """The emulator's read of a job's two documents is not one snapshot: a delivery can see another's claim in the
+    document but not yet its lease. A claim decided on such a read must fail, so the version covers both."""
+    store = JobStore(api.db, collection="contract-jobs")
+    job_id = secrets.token_hex(12)
+    store.create(job_id, {"status": "queued", "attempts": 0}, {"taskNonce": "n1"})
+    seen = store.get(job_id)
+    store._worker_ref(job_id).update({"leaseOwner": "other"})  # another delivery's write, missed by `seen`
+    assert store.update_if_unchanged(job_id, {"status": "processing"}, seen.update_time, {"leaseOwner": "me"}) is None
+    assert store.get(job_id).data["status"] == "queued" and store.get(job_id).worker["leaseOwner"] == "other"
+    store.delete(job_id)
+
+
 def test_a_stored_photo_is_never_replaced(photo_store):
     path = f"uploads/contract/{secrets.token_hex(8)}.jpg"
     assert photo_store.put(path, b"\xff\xd8\xfffirst", "image/jpeg") is True
