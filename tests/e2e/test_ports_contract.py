@@ -1,6 +1,6 @@
 """The in-memory fakes (tests/fakes.py) and the real adapters on the emulators answer alike where the use cases
-rely on it: compare-and-swap on the update time, not-found, idempotent deletes. (The Tasks emulator does not dedupe task names, so the queue's contract is not
-checked here.)"""
+rely on it: compare-and-swap on a job's version, not-found, idempotent deletes. (The Tasks emulator does not dedupe
+task names, so the queue's contract is not checked here.)"""
 
 from __future__ import annotations
 
