@@ -222,6 +222,29 @@ def selections(histories: dict, experiments: dict) -> str:
     return "\n".join(lines)
 
 
+def reference_runs(experiments: dict) -> str:
+    """One line per longer reference run judged by the students' rule: its fit-set figures as it would be served
+    against the served reference's, the assessment's out-of-fold balanced accuracy with it, and the verdict."""
+    lines = []
+    for name, history in experiments.items():
+        record = history.get("reference_selection")
+        if not record:
+            continue
+        rows = history["history"]
+        minutes = sum(row["seconds"] for row in rows) / 60
+        assessment = record["assessment"]
+        verdict = "**shipped**" if record["shipped"] else f"not shipped: {record['why']}"
+        lines.append(
+            f"    - {len(rows)} epochs at {rows[-1]['imgsz']} px ({minutes:.0f} min), validation balanced accuracy "
+            f"{rows[-1]['val_balanced_accuracy']:.3f}; judged by the students' rule before any report figure: "
+            f"{fit_figures(record['candidate'], record['sets'])} on {' + '.join(record['candidate']['views'])} against "
+            f"{fit_figures(record['served'], record['sets'])} for the served reference; the assessment's out-of-fold "
+            f"balanced accuracy {assessment['candidate']:.4f} against {assessment['served']:.4f}: {verdict} "
+            f"(`experiments/{name}.history.json`)."
+        )
+    return "\n".join(lines)
+
+
 def size_studies(experiments: dict) -> str:
     """One line per ``models.size_study`` run: the diagnosis model from scratch at another YOLO11 size or input size,
     its fit-set figures against the served model's."""
@@ -286,5 +309,6 @@ def render(metrics: dict, manifest: dict, histories: dict, experiments: dict) ->
         distillation=distillation(manifest, histories),
         selections=selections(histories, experiments),
         size_studies=size_studies(experiments),
+        reference_runs=reference_runs(experiments),
         experiments=resolution_experiments(histories["check-resnet50"]["history"], experiments),
     )
