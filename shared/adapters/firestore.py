@@ -64,10 +64,8 @@ class JobStore:
         job, worker = snaps[job_ref.path], snaps[worker_ref.path]
         if not job.exists:
             return None
-        worker_time = worker.update_time if worker.exists else None
-        return Snapshot(
-            job.to_dict() or {}, (job.update_time, worker_time), (worker.to_dict() or {}) if worker.exists else {}
-        )
+        worker_data, worker_time = ((worker.to_dict() or {}), worker.update_time) if worker.exists else ({}, None)
+        return Snapshot(job.to_dict() or {}, (job.update_time, worker_time), worker_data)
 
     def create(self, job_id: str, job: dict, worker: dict | None = None) -> bool:
         """Create the job and its worker state; False if the job already exists."""

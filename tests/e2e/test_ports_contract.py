@@ -97,7 +97,8 @@ def test_a_write_based_on_an_old_worker_state_does_not_land(api):
     seen = store.get(job_id)
     store._worker_ref(job_id).update({"leaseOwner": "other"})  # another delivery's write, missed by `seen`
     assert store.update_if_unchanged(job_id, {"status": "processing"}, seen.update_time, {"leaseOwner": "me"}) is None
-    assert store.get(job_id).data["status"] == "queued" and store.get(job_id).worker["leaseOwner"] == "other"
+    now = store.get(job_id)
+    assert now.data["status"] == "queued" and now.worker["leaseOwner"] == "other"
     store.delete(job_id)
 
 
