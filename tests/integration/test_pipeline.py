@@ -43,8 +43,8 @@ def pipeline() -> Pipeline:
 
 @pytest.fixture(scope="module")
 def ungated_pipeline() -> Pipeline:
-    """The pipeline with the not-a-lesion gate off (GATE_THRESHOLD=0), for tests of decoding: the synthetic
-    drawing is no real photo, and the gate, fitted on real ones, rejects some of its encodings (a PNG, grey)."""
+    """The pipeline with the not-a-lesion gate off (GATE_THRESHOLD=0), for tests of decoding: they should not
+    hang on the gate's margin for a drawing (a grey re-encoding of the synthetic lesion is kept by less than 1)."""
     return Pipeline(config.load({"GATE_THRESHOLD": "0"}))
 
 
