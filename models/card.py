@@ -188,7 +188,9 @@ def how_distilled(train_args: dict) -> str:
         kind += " mildly augmented"
     alpha = record.get("alpha", DISTIL["alpha"])
     weight = "" if alpha == DISTIL["alpha"] else f", teacher weight ALPHA = {alpha:g}{' (labels only)' * (alpha == 0)}"
-    return f"{start} on {views} {kind} views of {reads}{corrected}{weight}" + ("," if corrected or weight else "")
+    teacher = f" (teacher: {record['teacher']})" if record.get("teacher") else ""
+    described = f"{start}{teacher} on {views} {kind} views of {reads}{corrected}{weight}"
+    return described + ("," if corrected or weight else "")
 
 
 def selections(histories: dict, experiments: dict) -> str:
@@ -209,9 +211,10 @@ def selections(histories: dict, experiments: dict) -> str:
             verdict = f"served for a round, then withdrawn: {record['withdrawn']} (`experiments/{name}.history.json`)"
         assessment = record.get("assessment")
         if assessment:
+            context = f" ({assessment['context']})" if assessment.get("context") else ""
             verdict = (
                 f"the assessment's out-of-fold balanced accuracy {assessment['distilled']:.3f} against "
-                f"{assessment['served']:.3f}: {verdict}"
+                f"{assessment['served']:.3f}{context}: {verdict}"
             )
         lines.append(
             f"  - {name.split('-distilled')[0]}: distilled {how_distilled(history['train_args'])} for {len(rows)} "
