@@ -202,6 +202,8 @@ def selections(histories: dict, experiments: dict) -> str:
         if not record:
             continue
         rows = [row for row in history["history"] if row.get("stage") == "distil"]
+        # a student distilled on from distilled weights inherits their rows; the record names how many are its own
+        rows = rows[-history["train_args"].get("distillation", {}).get("epochs", len(rows)) :]
         minutes = sum(row["seconds"] for row in rows) / 60
 
         verdict = "**shipped**" if record["shipped"] else f"not shipped (`experiments/{name}.history.json`)"

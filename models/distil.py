@@ -396,6 +396,7 @@ def distil_one(
         "distilled_from": TEACHER.name,
         "distillation": {
             "T": DISTIL["T"],
+            "epochs": len(history),
             "alpha": recipe.alpha,
             "views": len(cache.teacher_logits),
             "fresh_views": cache.source is not None,
