@@ -148,3 +148,6 @@ def test_methods_other_than_documented_are_405(api):
     assert requests.get(api.url["upload"], headers=api.auth("rita"), timeout=10).status_code == 405
     reply = requests.put(api.url["status"] + "abcdefgh", headers=api.auth("rita"), timeout=10)
     assert reply.status_code == 405 and reply.json()["error"]["code"] == "method_not_allowed"
+    queue = {"X-CloudTasks-QueueName": "infer"}
+    reply = requests.get(api.url["infer"], params={"jobId": "abcdefgh"}, headers=queue, timeout=10)
+    assert reply.status_code == 405 and reply.json()["error"]["code"] == "method_not_allowed"
