@@ -105,8 +105,9 @@ class Config:
     )
     MODEL_RUNTIME: str = setting(
         "onnx",
-        "`onnx` (ONNX Runtime, the default and the container's) or `torch` for the three card models (YOLO .pt / "
-        "ResNet50 state dict; the reference runs on ONNX Runtime either way).",
+        "`onnx` (ONNX Runtime, the default and the container's) or `torch` for the three card models, rebuilt from "
+        "their ONNX files or loaded from a manifest entry's `torch_file` (YOLO .pt / ResNet50 state dict); the "
+        "reference runs on ONNX Runtime either way.",
     )
     MODELS_DIR: Path = setting(str(REPO_ROOT / "models"), "Folder that holds `manifest.json` and the weights it names.")
     MODEL_THREADS: int = setting(

@@ -1,7 +1,8 @@
 """The four classifiers, loaded once per process from ``models/manifest.json``.
 
-Two runtimes give the same scores: ONNX Runtime (default, no torch needed) and torch, which loads an ultralytics
-YOLO ``.pt`` or a torchvision ResNet50 state dict directly so users can drop in their own weights. The reference
+Two runtimes give the same scores: ONNX Runtime (default, no torch needed) and torch, which rebuilds the card
+models from their ONNX files' weights, or loads an ultralytics YOLO ``.pt`` or a torchvision ResNet50 state dict
+named by a manifest entry's ``torch_file``, so users can drop in their own weights. The reference
 model (EfficientNet-Lite0, whose second output is the not-a-lesion gate's logit) ships as ONNX only and runs on
 ONNX Runtime under either setting.
 
