@@ -91,7 +91,8 @@ def cors_headers(request: Request, allowed_origins: tuple[str, ...]) -> dict[str
 
 
 def respond(request: Request, deps, function: str, handler: Callable[[], Outcome], methods: str):
-    """Run ``handler`` and turn its Outcome or ServiceError into a JSON response; log one line."""
+    """Run ``handler`` for the ``methods`` it serves (e.g. ``"GET, DELETE"``; others get 405, OPTIONS the CORS
+    preflight) and turn its Outcome or ServiceError into a JSON response; log one line."""
     started = time.perf_counter()
     cors = cors_headers(request, deps.config.ALLOWED_ORIGINS)
     log: dict = {}
@@ -110,6 +111,9 @@ def respond(request: Request, deps, function: str, handler: Callable[[], Outcome
             )
     else:
         try:
+            if request.method not in methods.split(", "):
+                allowed = methods.replace(", ", " or ")
+                raise ServiceError(405, "method_not_allowed", f"Use {allowed} for {function}.", {"Allow": methods})
             outcome = handler()
             log = outcome.log
         except ServiceError as exc:

@@ -16,8 +16,6 @@ QUEUE_NAMES = {deps.config.TASKS_QUEUE, deps.config.TASKS_QUEUE.rsplit("/", 1)[-
 @functions_framework.http
 def infer(request):
     def handle():
-        if request.method != "POST":
-            raise ServiceError(405, "method_not_allowed", "Cloud Tasks delivers to infer with POST.")
         if request.headers.get("X-CloudTasks-QueueName") not in QUEUE_NAMES:
             raise ServiceError(403, "forbidden", "infer accepts only deliveries from its Cloud Tasks queue.")
         body = request.get_json(silent=True)

@@ -14,8 +14,6 @@ verify_token = deps.tokens.uid  # built at start: refuses emulator tokens on a r
 @functions_framework.http
 def status(request):
     def handle():
-        if request.method not in ("GET", "DELETE"):
-            raise ServiceError(405, "method_not_allowed", "Use GET to read a job or DELETE to erase it.")
         uid = verify_token(request.headers.get("Authorization"), request.headers.get("X-Firebase-AppCheck"))
         job_id = request.path.strip("/") or request.args.get("jobId", "")
         if not job_id:

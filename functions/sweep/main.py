@@ -5,7 +5,6 @@ import functions_framework
 
 from shared import http
 from shared.bootstrap import dependencies
-from shared.errors import ServiceError
 from shared.usecases import status as use_cases
 
 deps = dependencies()
@@ -14,8 +13,6 @@ deps = dependencies()
 @functions_framework.http
 def sweep(request):
     def handle():
-        if request.method != "POST":
-            raise ServiceError(405, "method_not_allowed", "Use POST to run the sweep.")
         return use_cases.sweep(deps)
 
     return http.respond(request, deps, "sweep", handle, "POST")

@@ -4,7 +4,6 @@ import functions_framework
 
 from shared import http
 from shared.bootstrap import dependencies
-from shared.errors import ServiceError
 from shared.usecases import upload as use_cases
 
 deps = dependencies()
@@ -14,8 +13,6 @@ verify_token = deps.tokens.uid  # built at start: refuses emulator tokens on a r
 @functions_framework.http
 def upload(request):
     def handle():
-        if request.method != "POST":
-            raise ServiceError(405, "method_not_allowed", "Use POST to upload a photo.")
         uid = verify_token(request.headers.get("Authorization"), request.headers.get("X-Firebase-AppCheck"))
         key = http.idempotency_key(request)
         data, content_type = http.read_image(request, deps.config.MAX_UPLOAD_BYTES)
