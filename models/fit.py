@@ -98,11 +98,11 @@ def fit_combination(probs: dict[str, np.ndarray], y: np.ndarray, roles: tuple[st
     )
 
 
-def out_of_fold_balanced_accuracy(
+def out_of_fold_assessment(
     probs: dict[str, np.ndarray], y: np.ndarray, roles: tuple[str, ...], balance: float
-) -> float:
-    """Balanced accuracy of the assessment fitted with ``balance`` on four fifths of the fit set and applied to the
-    fifth left out, the probabilities averaged over ``BALANCE_REPEATS`` shuffles."""
+) -> np.ndarray:
+    """The assessment fitted with ``balance`` on four fifths of the fit set and applied to the fifth left out, the
+    probabilities averaged over ``BALANCE_REPEATS`` shuffles."""
     from sklearn.model_selection import StratifiedKFold
 
     out = np.zeros((len(y), len(DIAGNOSIS_LABELS)))
@@ -110,7 +110,13 @@ def out_of_fold_balanced_accuracy(
         for train, held in StratifiedKFold(BALANCE_FOLDS, shuffle=True, random_state=seed).split(y, y):
             combination = fit_combination({r: p[train] for r, p in probs.items()}, y[train], roles, balance)
             out[held] += combine({r: p[held] for r, p in probs.items()}, combination)
-    return balanced_accuracy(y, out.argmax(1))
+    return out / BALANCE_REPEATS
+
+
+def out_of_fold_balanced_accuracy(
+    probs: dict[str, np.ndarray], y: np.ndarray, roles: tuple[str, ...], balance: float
+) -> float:
+    return balanced_accuracy(y, out_of_fold_assessment(probs, y, roles, balance).argmax(1))
 
 
 def fit_balance(probs: dict[str, np.ndarray], y: np.ndarray, roles: tuple[str, ...]) -> tuple[float, dict]:
@@ -136,12 +142,20 @@ def assessment_out_of_fold(
 ) -> float:
     """The assessment's best out-of-fold balanced accuracy over ``BALANCE_POWERS`` on the fit set, every model
     calibrated as :func:`main` calibrates it: what a candidate model would make of the assessment."""
+    probs = calibrated_probabilities(logits, labels, y, log_prior)
+    _, study = fit_balance(probs, y, tuple(logits))
+    return max(study.values())
+
+
+def calibrated_probabilities(
+    logits: dict[str, np.ndarray], labels: dict[str, list[str]], y: np.ndarray, log_prior: np.ndarray
+) -> dict[str, np.ndarray]:
+    """Every model's probabilities on the fit set, calibrated on it as :func:`main` calibrates them."""
     probs = {}
     for role, role_logits in logits.items():
         _, temperature, bias = fit_calibration(role, labels[role], role_logits, y, log_prior)
         probs[role] = calibrate(role_logits, temperature, bias)
-    _, study = fit_balance(probs, y, tuple(logits))
-    return max(study.values())
+    return probs
 
 
 def conclusive_threshold(assessment: np.ndarray, probs: dict, combination: Combination, y: np.ndarray) -> float:

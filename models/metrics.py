@@ -66,9 +66,18 @@ def bootstrap_interval(
     level: float = 0.95,
     seed: int = 0,
 ) -> tuple[float, float]:
-    """Percentile interval of ``statistic(indices)`` over resamples of whole groups (lesions or patients) drawn with
-    replacement, so that images of one lesion stay together; resamples where the statistic is undefined (a class
-    absent, NaN) are left out."""
+    """Percentile interval of ``statistic(indices)`` over :func:`bootstrap_values`."""
+    tail = (1.0 - level) / 2.0 * 100.0
+    lo, hi = np.percentile(bootstrap_values(statistic, groups, resamples, seed), [tail, 100.0 - tail])
+    return float(lo), float(hi)
+
+
+def bootstrap_values(
+    statistic: Callable[[np.ndarray], float], groups: np.ndarray, resamples: int = 1000, seed: int = 0
+) -> np.ndarray:
+    """``statistic(indices)`` over resamples of whole groups (lesions or patients) drawn with replacement, so that
+    images of one lesion stay together; resamples where the statistic is undefined (a class absent, NaN) are left
+    out. A paired comparison passes a statistic that is the difference of two models on the same indices."""
     _, inverse = np.unique(np.asarray(groups), return_inverse=True)
     members = np.split(np.argsort(inverse, kind="stable"), np.cumsum(np.bincount(inverse))[:-1])
     rng = np.random.default_rng(seed)
@@ -78,6 +87,4 @@ def bootstrap_interval(
         value = statistic(np.concatenate([members[g] for g in picked]))
         if value == value:
             values.append(value)
-    tail = (1.0 - level) / 2.0 * 100.0
-    lo, hi = np.percentile(values, [tail, 100.0 - tail])
-    return float(lo), float(hi)
+    return np.array(values)

@@ -6,6 +6,7 @@ import pytest
 from models.metrics import (
     balanced_accuracy,
     bootstrap_interval,
+    bootstrap_values,
     class_balanced_weights,
     ece,
     macro_auc,
@@ -66,3 +67,12 @@ def test_bootstrap_interval_leaves_out_undefined_resamples():
     calls = iter(range(100))
     low, high = bootstrap_interval(lambda i: float("nan") if next(calls) % 2 else 1.0, np.arange(5), 100)
     assert (low, high) == (1.0, 1.0)
+
+
+def test_a_paired_bootstrap_draws_both_models_on_the_same_groups():
+    # b is a plus 0.1 on every image: paired, every resample sees exactly 0.1; unpaired draws would scatter widely
+    rng = np.random.default_rng(2)
+    a = rng.normal(size=300)
+    b = a + 0.1
+    change = bootstrap_values(lambda i: float(b[i].mean() - a[i].mean()), np.arange(300) // 3, resamples=200)
+    assert len(change) == 200 and np.allclose(change, 0.1)
