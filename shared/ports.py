@@ -7,7 +7,7 @@ Every port raises ``Unavailable`` when its service fails in a way a retry may cu
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Hashable, Iterator
+from collections.abc import Hashable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -72,7 +72,7 @@ class Jobs(Protocol):
         """Delete the job and its worker state; nothing happens if it is gone already."""
         ...
 
-    def with_status(self, statuses: list[str]) -> Iterator[str]:
+    def with_status(self, statuses: list[str]) -> list[str]:
         """The ids of the jobs whose status is one of ``statuses``."""
         ...
 
@@ -106,8 +106,10 @@ class Photos(Protocol):
 
 
 class Quotas(Protocol):
-    def take(self, uid: str, limit: int, now: dt.datetime) -> int:
-        """Count one upload of ``uid`` in the clock hour of ``now``: 0 if allowed, else seconds until the reset."""
+    def take(self, uid: str, limit: int, now: dt.datetime, key: str | None = None) -> int:
+        """Count one upload of ``uid`` in the clock hour of ``now``: 0 if allowed, else seconds until the reset.
+        Uploads with the same ``key`` (the job an Idempotency-Key names) count once in an hour, so retrying a
+        request that failed half-way spends no more quota."""
         ...
 
 

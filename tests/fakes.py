@@ -11,7 +11,7 @@ from __future__ import annotations
 import copy
 import datetime as dt
 import itertools
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any
 
 from shared import config as config_module
@@ -77,9 +77,9 @@ class FakeJobs(_Service):
         self.docs.pop(job_id, None)
         self.workers.pop(job_id, None)
 
-    def with_status(self, statuses: list[str]) -> Iterator[str]:
+    def with_status(self, statuses: list[str]) -> list[str]:
         self._enter("query")
-        return iter([job_id for job_id, (data, _) in self.docs.items() if data.get("status") in statuses])
+        return [job_id for job_id, (data, _) in self.docs.items() if data.get("status") in statuses]
 
     def data(self, job_id: str) -> dict[str, Any]:
         """The stored document (for assertions)."""
@@ -124,14 +124,19 @@ class FakeQuotas(_Service):
     def __init__(self) -> None:
         super().__init__()
         self.counts: dict[tuple[str, dt.datetime], int] = {}
+        self.keys: dict[tuple[str, dt.datetime], set[str]] = {}
 
-    def take(self, uid: str, limit: int, now: dt.datetime) -> int:
+    def take(self, uid: str, limit: int, now: dt.datetime, key: str | None = None) -> int:
         self._enter("take")
         window = now.replace(minute=0, second=0, microsecond=0)
+        if key is not None and key in self.keys.get((uid, window), set()):
+            return 0
         count = self.counts.get((uid, window), 0)
         if count >= limit:
             return max(1, int((window + dt.timedelta(hours=1) - now).total_seconds()))
         self.counts[(uid, window)] = count + 1
+        if key is not None:
+            self.keys.setdefault((uid, window), set()).add(key)
         return 0
 
 

@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Iterator
 from typing import Any, cast
 
 from google.api_core import exceptions as gexc
+from google.api_core.retry import Retry
 from google.auth.credentials import AnonymousCredentials
 from google.cloud import firestore
 from google.cloud.firestore_v1.base_query import FieldFilter
@@ -15,6 +15,9 @@ from shared.errors import Unavailable
 from shared.ports import DELETE, Snapshot, UpdateTime
 
 TIMEOUT = 10.0
+# A query stream asks its retry policy whether to resume after an error, so it needs one: this one never retries,
+# as retry=None does elsewhere (the caller answers 503 and its own caller retries).
+NO_RETRY = Retry(predicate=lambda exc: False)
 TRANSIENT = (
     gexc.ServiceUnavailable,
     gexc.DeadlineExceeded,
@@ -75,7 +78,7 @@ class JobStore:
         try:
             batch.commit(timeout=TIMEOUT, retry=None)
             return True
-        except gexc.Conflict:
+        except gexc.AlreadyExists:  # not Conflict: its subclass Aborted is contention, retried as transient
             return False
         except TRANSIENT as exc:
             raise Unavailable("Firestore") from exc
@@ -102,7 +105,7 @@ class JobStore:
             )
         try:
             written = batch.commit(timeout=TIMEOUT, retry=None)[0].update_time
-        except (gexc.FailedPrecondition, gexc.NotFound, gexc.Conflict):
+        except (gexc.FailedPrecondition, gexc.NotFound, gexc.AlreadyExists):
             return None
         except TRANSIENT as exc:
             raise Unavailable("Firestore") from exc
@@ -117,12 +120,12 @@ class JobStore:
         except TRANSIENT as exc:
             raise Unavailable("Firestore") from exc
 
-    def with_status(self, statuses: list[str]) -> Iterator[str]:
-        """The ids of the jobs whose status is one of ``statuses`` (a single-field index: no composite needed)."""
+    def with_status(self, statuses: list[str]) -> list[str]:
+        """The ids of the jobs whose status is one of ``statuses`` (a single-field index: no composite needed), read
+        in full before the caller works on them, so the query's timeout covers the query alone."""
         query = self.client.collection(self.collection).where(filter=FieldFilter("status", "in", statuses))
         try:
-            for snap in query.select([]).stream(timeout=TIMEOUT, retry=None):
-                yield snap.id
+            return [snap.id for snap in query.select([]).stream(timeout=TIMEOUT, retry=NO_RETRY)]
         except TRANSIENT as exc:
             raise Unavailable("Firestore") from exc
 
@@ -138,18 +141,27 @@ class QuotaStore:
         self.client = client
         self.collection = collection
 
-    def take(self, uid: str, limit: int, now: dt.datetime) -> int:
-        """Count one upload; 0 if allowed, else the seconds until the quota resets."""
+    def take(self, uid: str, limit: int, now: dt.datetime, key: str | None = None) -> int:
+        """Count one upload; 0 if allowed, else the seconds until the quota resets. The hour's keys are kept in
+        the document (at most ``limit`` of them), so a key counts once."""
         window = now.replace(minute=0, second=0, microsecond=0)
         ref = self.client.collection(self.collection).document(uid)
         try:
             for _ in range(10):
                 snap = ref.get(timeout=TIMEOUT, retry=None)
                 data = (snap.to_dict() or {}) if snap.exists else {}
-                count = data.get("count", 0) if data.get("window") == window else 0
+                this_hour = data.get("window") == window
+                count, keys = (data.get("count", 0), data.get("keys", [])) if this_hour else (0, [])
+                if key is not None and key in keys:
+                    return 0
                 if count >= limit:
                     return max(1, int((window + dt.timedelta(hours=1) - now).total_seconds()))
-                fields = {"window": window, "count": count + 1, "expireAt": window + dt.timedelta(hours=2)}
+                fields = {
+                    "window": window,
+                    "count": count + 1,
+                    "keys": keys + ([key] if key is not None else []),
+                    "expireAt": window + dt.timedelta(hours=2),
+                }
                 try:
                     if snap.exists:
                         ref.update(
@@ -161,7 +173,7 @@ class QuotaStore:
                     else:
                         ref.create(fields, timeout=TIMEOUT, retry=None)
                     return 0
-                except (gexc.FailedPrecondition, gexc.Conflict):
+                except (gexc.FailedPrecondition, gexc.Conflict):  # Conflict: AlreadyExists, or Aborted contention
                     continue  # another instance counted at the same moment: read again
         except TRANSIENT as exc:
             raise Unavailable("Firestore") from exc

@@ -28,7 +28,10 @@ def upload(deps: Deps, uid: str, data: bytes, content_type: str | None, idempote
     # every check cheaper than decoding, then the quota, and only then the decoding
     imaging.probe(data, content_type, min_side=config.MIN_IMAGE_SIDE, max_pixels=config.MAX_IMAGE_PIXELS)
     now = utcnow()
-    retry_after = deps.quotas.take(uid, config.UPLOADS_PER_USER_PER_HOUR, now)
+    # a retry with the same key (its first try stopped at a 503, say) counts once
+    retry_after = deps.quotas.take(
+        uid, config.UPLOADS_PER_USER_PER_HOUR, now, job_id if idempotency_key is not None else None
+    )
     if retry_after:
         raise ServiceError(
             429,

@@ -1,19 +1,20 @@
 """The in-memory fakes (tests/fakes.py) and the real adapters on the emulators answer alike where the use cases
-rely on it: compare-and-swap on a job's version, not-found, idempotent deletes. (The Tasks emulator does not dedupe
+rely on it: compare-and-swap on a job's version, not-found, idempotent deletes, the quota's count. (The Tasks emulator does not dedupe
 task names, so the queue's contract is not checked here.)"""
 
 from __future__ import annotations
 
+import datetime as dt
 import secrets
 
 import pytest
 from google.auth.credentials import AnonymousCredentials
 from google.cloud import storage
 
-from shared.adapters.firestore import JobStore
+from shared.adapters.firestore import JobStore, QuotaStore
 from shared.adapters.storage import PhotoStore
 from shared.ports import DELETE, PhotoNotFound
-from tests.fakes import FakeJobs, FakePhotos
+from tests.fakes import FakeJobs, FakePhotos, FakeQuotas
 
 
 @pytest.fixture(params=["fake", "emulator"])
@@ -107,3 +108,13 @@ def test_a_stored_photo_is_never_replaced(photo_store):
     assert photo_store.put(path, b"\xff\xd8\xfffirst", "image/jpeg") is True
     assert photo_store.put(path, b"\xff\xd8\xffsecond", "image/jpeg") is False
     assert photo_store.get(path) == b"\xff\xd8\xfffirst"
+
+
+def test_the_quota_counts_a_key_once_and_refuses_past_the_limit(real, api):
+    quotas = QuotaStore(api.db, collection="contract-quotas") if real else FakeQuotas()
+    uid, now = secrets.token_hex(8), dt.datetime.now(dt.UTC)
+    assert [quotas.take(uid, 2, now, key) for key in ("job-a", "job-a", None)] == [0, 0, 0]
+    refused = quotas.take(uid, 2, now, "job-b")
+    assert 1 <= refused <= 3600
+    assert quotas.take(uid, 2, now, "job-a") == 0, "a key counted this hour stays counted"
+    assert quotas.take(uid, 2, now + dt.timedelta(hours=1), "job-b") == 0, "a new hour, a new count"

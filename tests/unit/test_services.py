@@ -160,6 +160,23 @@ def test_quota_refuses_with_retry_after_and_stores_nothing():
     assert upload.upload(deps, OTHER, png(), "image/png", None).status == 202, "the quota is per user"
 
 
+def test_retrying_a_503_with_the_same_key_spends_the_quota_once():
+    # Storage down for five tries of one photo, as the README tells apps to retry: then it is back
+    deps = fake_deps(UPLOADS_PER_USER_PER_HOUR="3")
+    deps.photos.fail.add("put")
+    for _ in range(5):
+        with pytest.raises(Unavailable):
+            upload.upload(deps, UID, png(), "image/png", "key-1")
+    deps.photos.fail.clear()
+    assert upload.upload(deps, UID, png(), "image/png", "key-1").status == 202
+    assert sum(deps.quotas.counts.values()) == 1
+    assert upload.upload(deps, UID, png(), "image/png", None).status == 202, "uploads without a key count each"
+    assert upload.upload(deps, UID, png(), "image/png", "key-2").status == 202
+    with pytest.raises(ServiceError) as refused:
+        upload.upload(deps, UID, png(), "image/png", "key-3")
+    assert refused.value.code == "rate_limited"
+
+
 @pytest.mark.parametrize("key", [None, "key-1"])
 def test_firestore_down_at_create_removes_the_photo(deps, key):
     deps.jobs.fail.add("create")
