@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import io
 import json
 import time
 from collections.abc import Callable
 
 from werkzeug.exceptions import RequestEntityTooLarge
-from werkzeug.formparser import parse_form_data
+from werkzeug.http import parse_options_header
+from werkzeug.sansio.multipart import Data, Epilogue, Field, File, MultipartDecoder, NeedData
 from werkzeug.wrappers import Request
 
 from shared.errors import ServiceError, invalid_request
@@ -40,32 +40,47 @@ def read_image(request: Request, limit: int) -> tuple[bytes, str | None]:
     content_type = request.headers.get("Content-Type", "")
     if content_type.lower().startswith("multipart/form-data"):
         body = read_body(request, limit + MULTIPART_OVERHEAD)
-        environ = {
-            "wsgi.input": io.BytesIO(body),
-            "CONTENT_LENGTH": str(len(body)),
-            "CONTENT_TYPE": content_type,
-            "REQUEST_METHOD": "POST",
-        }
-        try:
-            _, _, files = parse_form_data(environ, silent=False, max_form_parts=MAX_FORM_PARTS)
-        except RequestEntityTooLarge:
-            raise invalid_request(
-                f"The multipart body has more than {MAX_FORM_PARTS} parts; send one file in the field 'image'."
-            ) from None
-        except Exception:
-            raise invalid_request(
-                "The multipart body could not be parsed (headers and file names must be UTF-8); send one file in the field 'image'."
-            ) from None
-        parts = files.getlist("image")
+        parts = [(part_type, data) for name, part_type, data in form_parts(body, content_type) if name == "image"]
         if not parts:
             raise ServiceError(400, "missing_image", "No file in the multipart field 'image'; attach the photo there.")
         if len(parts) > 1:
             raise invalid_request("Send exactly one photo per upload (several files were in the field 'image').")
-        data = parts[0].read()
+        part_type, data = parts[0]
         if len(data) > limit:
             raise too_large(limit)
-        return data, parts[0].mimetype
+        return data, part_type
     return read_body(request, limit), content_type
+
+
+def form_parts(body: bytes, content_type: str) -> list[tuple[str, str | None, bytes]]:
+    """Each part of a multipart/form-data body as (name, media type, bytes), whether or not it names a file: a
+    client that sends the photo without a file name (Dart's ``MultipartFile.fromBytes`` does by default) is read as
+    one that names it. At most ``MAX_FORM_PARTS`` parts are parsed."""
+    boundary = parse_options_header(content_type)[1].get("boundary", "")
+    decoder = MultipartDecoder(boundary.encode("latin-1", "replace"), max_parts=MAX_FORM_PARTS)
+    decoder.receive_data(body)
+    decoder.receive_data(None)
+    parts: list[tuple[str, str | None, bytearray]] = []
+    try:
+        if not boundary:
+            raise ValueError("no boundary")
+        while not isinstance(event := decoder.next_event(), Epilogue):
+            if isinstance(event, NeedData):
+                raise ValueError("the body ends before its closing boundary")
+            if isinstance(event, Field | File):
+                media_type = event.headers.get("Content-Type")
+                parts.append((event.name, parse_options_header(media_type)[0] if media_type else None, bytearray()))
+            elif isinstance(event, Data):
+                parts[-1][2].extend(event.data)
+    except RequestEntityTooLarge:
+        raise invalid_request(
+            f"The multipart body has more than {MAX_FORM_PARTS} parts; send one file in the field 'image'."
+        ) from None
+    except Exception:
+        raise invalid_request(
+            "The multipart body could not be parsed (headers and file names must be UTF-8); send one file in the field 'image'."
+        ) from None
+    return [(name, media_type, bytes(data)) for name, media_type, data in parts]
 
 
 def idempotency_key(request: Request) -> str | None:

@@ -50,12 +50,14 @@ def sixteen_bit_png() -> bytes:
     return encoded(Image.fromarray((np.asarray(LESION.convert("L"), np.uint16) * 257).astype("<u2")), "PNG")
 
 
-def multipart(fields: list[tuple[str, str, bytes]], encoding: str = "utf-8") -> tuple[bytes, str]:
+def multipart(fields: list[tuple[str, str | None, bytes]], encoding: str = "utf-8") -> tuple[bytes, str]:
+    """A multipart body; a part whose filename is None has none (as Dart's ``MultipartFile.fromBytes`` sends it)."""
     boundary = "----skin-test-boundary"
     body = b""
     for name, filename, content in fields:
-        body += (f'--{boundary}\r\nContent-Disposition: form-data; name="{name}"; ').encode()
-        body += b'filename="' + filename.encode(encoding) + b'"\r\nContent-Type: image/jpeg\r\n\r\n'
+        body += (f'--{boundary}\r\nContent-Disposition: form-data; name="{name}"').encode()
+        body += b"" if filename is None else b'; filename="' + filename.encode(encoding) + b'"'
+        body += b"\r\nContent-Type: image/jpeg\r\n\r\n"
         body += content + b"\r\n"
     body += f"--{boundary}--\r\n".encode()
     return body, f"multipart/form-data; boundary={boundary}"
@@ -163,8 +165,8 @@ def test_hostile_upload_is_refused_and_leaves_nothing(api, case):
     assert api.counts() == before
 
 
-@pytest.mark.parametrize("filename", ["../../etc/passwd", "..\\..\\boot.ini", "photo\x00.jpg", "ph\u00f6to.jpg"])
-def test_odd_file_names_are_ignored_and_the_photo_stored_under_its_job(api, filename):
+@pytest.mark.parametrize("filename", ["../../etc/passwd", "..\\..\\boot.ini", "photo\x00.jpg", "ph\u00f6to.jpg", None])
+def test_odd_or_no_file_names_are_ignored_and_the_photo_stored_under_its_job(api, filename):
     body, content_type = multipart([("image", filename, JPEG)])
     reply = requests.post(
         api.url["upload"], data=body, headers={**api.auth("names"), "Content-Type": content_type}, timeout=30

@@ -43,3 +43,32 @@ def test_too_many_parts_is_a_clear_400_before_parsing_them_all(count):
         read_image(many_parts(count), LIMIT)
     assert (caught.value.status, caught.value.code) == (400, "invalid_request")
     assert f"more than {MAX_FORM_PARTS} parts" in caught.value.message
+
+
+def body_of(disposition: bytes, content: bytes = b"\xff\xd8\xff photo", end: bytes = b"\r\n--b--\r\n") -> Request:
+    body = b"--b\r\nContent-Disposition: form-data; " + disposition + b"\r\nContent-Type: image/jpeg\r\n\r\n"
+    return Request(
+        EnvironBuilder(
+            method="POST", data=body + content + end, content_type="multipart/form-data; boundary=b"
+        ).get_environ()
+    )
+
+
+def test_a_photo_part_without_a_file_name_is_read_byte_for_byte():
+    # Dart's MultipartFile.fromBytes('image', bytes) and curl -F 'image=<photo.jpg' send no filename
+    photo = bytes(range(256)) * 4  # not text in any encoding
+    assert read_image(body_of(b'name="image"', photo), LIMIT) == (photo, "image/jpeg")
+
+
+@pytest.mark.parametrize(
+    "disposition, end",
+    [
+        (b'name="image"; filename="a.jpg"', b"\r\n--b"),
+        ('name="image"; filename="ph\u00f6to.jpg"'.encode("latin-1"), b"\r\n--b--\r\n"),
+    ],
+    ids=["truncated", "latin-1 file name"],
+)
+def test_a_body_that_does_not_parse_is_a_clear_400(disposition, end):
+    with pytest.raises(ServiceError) as caught:
+        read_image(body_of(disposition, end=end), LIMIT)
+    assert (caught.value.status, caught.value.code) == (400, "invalid_request")
