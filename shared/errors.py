@@ -12,6 +12,7 @@ class ServiceError(Exception):
         self.code = code
         self.message = message
         self.headers = headers or {}
+        self.log: dict = {}  # fields for the request's log line (the job it concerns, say), never sent to the client
 
     def body(self) -> dict:
         return {"error": {"code": self.code, "message": self.message}}

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import time
+import traceback
 from collections.abc import Callable
 
 from werkzeug.exceptions import RequestEntityTooLarge
@@ -133,15 +134,17 @@ def respond(request: Request, deps, function: str, handler: Callable[[], Outcome
             log = outcome.log
         except ServiceError as exc:
             outcome = Outcome(exc.status, exc.body(), exc.headers)
-            log = {"error": exc.code}
+            cause = exc.__cause__
+            log = {"error": exc.code, **({"cause": f"{type(cause).__name__}: {cause}"} if cause else {}), **exc.log}
         except Exception as exc:  # an unexpected failure: logged, answered as JSON
-            deps.log.write("ERROR", f"{function}: unexpected {type(exc).__name__}: {exc}")
+            log = {"error": "internal", "cause": f"{type(exc).__name__}: {exc}"}
+            log["stack_trace"] = "".join(traceback.format_exception(exc))  # Error Reporting groups by it
             outcome = Outcome(
                 500, ServiceError(500, "internal", "Something went wrong on our side; retry later.").body()
             )
     latency = time.perf_counter() - started
     deps.log.write(
-        "ERROR" if outcome.status >= 500 else "INFO",
+        log.pop("severity", None) or ("ERROR" if outcome.status >= 500 else "INFO"),
         f"{function} {request.method} {outcome.status}",
         function=function,
         **log,

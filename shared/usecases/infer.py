@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import secrets
 import time
+import traceback
 
 from shared.domain import jobs
 from shared.errors import ServiceError, Unavailable
@@ -15,7 +16,16 @@ BUSY_POLL_SECONDS = 0.25
 
 
 def deliver(deps: Deps, analyze: Analyze, job_id: str, retry_count: int) -> Outcome:
-    """One Cloud Tasks delivery of a job: claim it, analyse the photo, write the outcome once."""
+    """One Cloud Tasks delivery of a job: claim it, analyse the photo, write the outcome once. An error's log line
+    names the job and the delivery."""
+    try:
+        return _deliver(deps, analyze, job_id, retry_count)
+    except ServiceError as exc:
+        exc.log |= {"jobId": job_id, "retryCount": retry_count}
+        raise
+
+
+def _deliver(deps: Deps, analyze: Analyze, job_id: str, retry_count: int) -> Outcome:
     config = deps.config
     log = {"jobId": job_id, "retryCount": retry_count}
     owner = secrets.token_hex(8)
@@ -52,10 +62,14 @@ def deliver(deps: Deps, analyze: Analyze, job_id: str, retry_count: int) -> Outc
         change = jobs.finish(jobs.FAILED, utcnow(), error=exc.body()["error"])
     except Exception as exc:  # a bug or a broken model: retry, and give up on the last attempt
         error = {"code": "analysis_failed", "message": "The analysis failed; upload the photo again later."}
+        trace = "".join(traceback.format_exception(exc))  # for the log (Error Reporting reads stack_trace), not the job
         if not last_attempt:
             _release(deps, job_id, error, claimed_at)
-            raise Unavailable("The analysis") from exc
+            unavailable = Unavailable("The analysis")
+            unavailable.log["stack_trace"] = trace
+            raise unavailable from exc
         change = jobs.finish(jobs.FAILED, utcnow(), error=error)
+        log |= {"severity": "ERROR", "cause": f"{type(exc).__name__}: {exc}", "stack_trace": trace}
     else:
         change = jobs.finish(analysis.status, utcnow(), result=analysis.result, rejection=analysis.rejection)
     written = deps.jobs.update_if_unchanged(job_id, change.job, claimed_at, change.worker)
