@@ -105,19 +105,21 @@ def _restart(deps: Deps, job_id: str, failed: Snapshot, path: str, stored: bytes
     created = deps.photos.put(path, stored, "image/jpeg")
     change = jobs.restart(utcnow(), image if created else None)
     if deps.jobs.update_if_unchanged(job_id, change.job, failed.update_time, change.worker) is None:
+        if created and deps.jobs.get(job_id) is None:  # erased while its photo was stored again: remove it
+            _forget(deps, None, path)
         raise Unavailable("Firestore")  # another request restarted or erased it at this moment: retry
     deps.queue.enqueue(job_id, change.worker["taskNonce"])
     return _accepted(deps, failed.data["ownerUid"], job_id)
 
 
 def _forget(deps: Deps, job_id: str | None, path: str) -> None:
-    """Best-effort removal of what a failed upload wrote. In production the uploader may only create photos, so
-    the photo stays until the bucket's lifecycle rule removes it (JOB_TTL_DAYS)."""
+    """Best-effort removal of what a failed upload wrote. In production the uploader may only create photos (its
+    delete is refused), so the photo stays until the bucket's lifecycle rule removes it (JOB_TTL_DAYS)."""
     undos: list[Callable[[], None]] = [lambda: deps.photos.delete(path)]
     if job_id is not None:
         undos.insert(0, lambda: deps.jobs.delete(job_id))
     for undo in undos:
         try:
             undo()
-        except Unavailable:
+        except Exception:  # noqa: BLE001 - an undo that fails must not hide the error being answered
             pass

@@ -142,6 +142,30 @@ def test_a_restart_stores_the_photo_again_when_it_was_gone(deps):
     assert deps.jobs.data(job_id)["status"] == "done"
 
 
+def test_an_erase_while_a_restart_stores_the_photo_again_leaves_no_photo(deps):
+    # "Try again" and "Delete" at once: the erase lands between the restart's photo and its job update
+    job_id = failed_job(deps, "key-1")
+    deps.photos.objects.clear()  # so the restart stores the photo anew
+    erased = []
+    deps.photos.before["put"] = lambda: erased.append(status.erase(deps, UID, job_id).status)
+    with pytest.raises(ServiceError) as retried:
+        upload.upload(deps, UID, png(), "image/png", "key-1")
+    assert erased == [204] and retried.value.status == 503
+    assert deps.jobs.get(job_id) is None and not deps.photos.objects, "nothing of the erased job stays"
+
+
+def test_an_undo_the_uploader_may_not_do_still_answers_503(deps, monkeypatch):
+    # in production the uploader may only create photos: removing the one it stored is refused (403)
+    def refused(path):
+        raise PermissionError("403 storage.objects.delete denied")
+
+    monkeypatch.setattr(deps.photos, "delete", refused)
+    deps.jobs.fail.add("create")
+    with pytest.raises(ServiceError) as caught:
+        upload.upload(deps, UID, png(), "image/png", None)
+    assert caught.value.status == 503
+
+
 @pytest.mark.parametrize("analysis_status", ["done", "rejected"])
 def test_the_same_key_after_done_or_rejected_returns_the_job_as_it_is(deps, analysis_status):
     job_id = upload.upload(deps, UID, png(), "image/png", "key-1").body["jobId"]
