@@ -58,7 +58,10 @@ value() {  # VAR PLACEHOLDER COMMAND...: VAR=the command's output (a dry run pri
   local var=$1 placeholder=$2; shift 2
   resolve "$@"
   if ((DRY_RUN)); then echo "$var=\$($(quote "${CMD[@]}"))"; printf -v "$var" '%s' "$placeholder"; return; fi
-  printf -v "$var" '%s' "$("${CMD[@]}")"
+  local out  # a failure inside "$(...)" would not stop set -e: check it, and refuse an empty answer too
+  out=$("${CMD[@]}") || { echo "deploy: $var: $(quote "${CMD[@]}") failed" >&2; exit 1; }
+  [[ -n $out ]] || { echo "deploy: $var: $(quote "${CMD[@]}") printed nothing" >&2; exit 1; }
+  printf -v "$var" '%s' "$out"
 }
 
 exists() {  # COMMAND...: whether a describe/get succeeds (a dry run prints it and takes the thing as missing)
@@ -97,6 +100,13 @@ IMAGE="$REGION-docker.pkg.dev/$PROJECT/$ARTIFACT_REPO/infer:${IMAGE_TAG:-$(date 
 COMMON_ENV=("GOOGLE_CLOUD_PROJECT=$PROJECT" "STORAGE_BUCKET=$BUCKET" "TASKS_QUEUE=$QUEUE_PATH"
             "MAX_ATTEMPTS=$MAX_ATTEMPTS" "LEASE_SECONDS=$LEASE_SECONDS" "STALE_AFTER_SECONDS=$STALE_AFTER_SECONDS"
             "JOB_TTL_DAYS=$JOB_TTL_DAYS" "LOG_LEVEL=$LOG_LEVEL")
+set_only() {  # NAME...: NAME=value for each setting given a value; an empty one keeps the service's default
+  local name
+  for name; do [[ -z ${!name} ]] || echo "$name=${!name}"; done
+}
+mapfile -t IMAGE_ENV < <(set_only MIN_IMAGE_SIDE MAX_IMAGE_PIXELS)
+mapfile -t ANALYSIS_ENV < <(set_only BLUR_THRESHOLD DARK_THRESHOLD BRIGHT_THRESHOLD GATE_THRESHOLD CONF_THRESHOLD \
+  MODEL_THREADS)
 mkdir -p "$WORK_DIR"
 
 # --- APIs, Firestore, bucket -------------------------------------------------------------------------------------
@@ -197,7 +207,7 @@ run gc builds submit "$STAGE_DIR/infer" --tag="$IMAGE"
 run gc run deploy infer --image="$IMAGE" --region="$REGION" --no-allow-unauthenticated \
   --concurrency="$INFER_CONCURRENCY" --cpu="$INFER_CPU" --memory="$INFER_MEMORY" --cpu-boost \
   --min-instances="$INFER_MIN_INSTANCES" --max-instances="$INFER_MAX_INSTANCES" --timeout="$INFER_TIMEOUT" \
-  --service-account="$INFER_EMAIL" "$(env_vars "${COMMON_ENV[@]}")"
+  --service-account="$INFER_EMAIL" "$(env_vars "${COMMON_ENV[@]}" "${IMAGE_ENV[@]}" "${ANALYSIS_ENV[@]}")"
 retry run gc run services add-iam-policy-binding infer --region="$REGION" \
   --member="serviceAccount:$INVOKER_EMAIL" --role=roles/run.invoker
 value INFER_URL "https://infer-PLACEHOLDER.a.run.app" \
@@ -219,7 +229,7 @@ deploy_function status "$STATUS_EMAIL" "$STATUS_MEMORY" --allow-unauthenticated
 function_url STATUS_URL status
 deploy_function upload "$UPLOAD_EMAIL" "$UPLOAD_MEMORY" --allow-unauthenticated "INFER_URL=$INFER_URL" \
   "TASKS_SERVICE_ACCOUNT=$INVOKER_EMAIL" "STATUS_URL=$STATUS_URL/" \
-  "UPLOADS_PER_USER_PER_HOUR=$UPLOADS_PER_USER_PER_HOUR" "MAX_UPLOAD_BYTES=$MAX_UPLOAD_BYTES"
+  "UPLOADS_PER_USER_PER_HOUR=$UPLOADS_PER_USER_PER_HOUR" "MAX_UPLOAD_BYTES=$MAX_UPLOAD_BYTES" "${IMAGE_ENV[@]}"
 function_url UPLOAD_URL upload
 
 # --- the sweep: a private function that Cloud Scheduler calls with its own OIDC identity --------------------------------

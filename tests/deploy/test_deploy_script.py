@@ -261,6 +261,19 @@ def test_environment_overrides_the_config_file(tmp_path):
     assert env_vars(one(commands, "gcloud", "run", "deploy", "infer"))["MAX_ATTEMPTS"] == "7"
 
 
+def test_the_analysis_settings_reach_the_functions_that_read_them_when_set(tmp_path, commands):
+    commands_set = dry_run(tmp_path, GATE_THRESHOLD="0.6", MIN_IMAGE_SIDE="128", MODEL_THREADS="2")
+    infer, upload = (env_vars(one(commands_set, *words)) for words in (RUN_INFER, DEPLOY_UPLOAD))
+    assert (infer["GATE_THRESHOLD"], infer["MIN_IMAGE_SIDE"], infer["MODEL_THREADS"]) == ("0.6", "128", "2")
+    assert upload["MIN_IMAGE_SIDE"] == "128" and "GATE_THRESHOLD" not in upload
+    unset = env_vars(one(commands, *RUN_INFER))
+    assert not {"GATE_THRESHOLD", "MIN_IMAGE_SIDE", "MODEL_THREADS"} & set(unset), "unset: the service's default"
+
+
+RUN_INFER = ("gcloud", "run", "deploy", "infer")
+DEPLOY_UPLOAD = ("gcloud", "functions", "deploy", "upload")
+
+
 def test_dry_run_needs_a_project(tmp_path):
     done = subprocess.run(
         ["bash", "deploy/deploy.sh", "--dry-run"],
@@ -271,3 +284,24 @@ def test_dry_run_needs_a_project(tmp_path):
         timeout=60,
     )
     assert done.returncode == 2 and "--project" in done.stderr
+
+
+def test_a_lookup_that_fails_or_prints_nothing_stops_the_deploy(tmp_path):
+    # a gcloud that answers every call with success and no output: the first value the script reads from it (the
+    # access token) is empty, and deploying on with empty URLs would hand upload INFER_URL= and STATUS_URL=/
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    calls = tmp_path / "calls.log"
+    for tool in ("gcloud", "curl"):
+        (bin_dir / tool).write_text(f'#!/bin/sh\necho "{tool} $*" >> "{calls}"\n')
+        (bin_dir / tool).chmod(0o755)
+    done = subprocess.run(
+        ["bash", "deploy/deploy.sh", "--project", "my-proj", "--region", "europe-west1"],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={"PATH": f"{bin_dir}:{os.environ['PATH']}", "WORK_DIR": str(tmp_path / "work"), "HOME": str(tmp_path)},
+    )
+    assert done.returncode == 1 and "printed nothing" in done.stderr, done.stderr[-2000:]
+    assert "functions deploy" not in calls.read_text() and "run deploy" not in calls.read_text()
