@@ -227,6 +227,9 @@ def selections(histories: dict, experiments: dict) -> str:
     return "\n".join(lines)
 
 
+STUDENTS_RULE = "the students' rule"
+
+
 def reference_runs(experiments: dict) -> str:
     """One line per longer reference run judged by the students' rule: its fit-set figures as it would be served
     against the served reference's, the assessment's out-of-fold balanced accuracy with it, and the verdict."""
@@ -239,12 +242,22 @@ def reference_runs(experiments: dict) -> str:
         minutes = sum(row["seconds"] for row in rows) / 60
         assessment = record["assessment"]
         verdict = "**shipped**" if record["shipped"] else f"not shipped: {record['why']}"
+        seed = history["train_args"].get("seed")
+        compared = assessment.get("compare")
+        more = (
+            f", class-balanced NLL {compared['class_balanced_nll']['candidate']:.3f} against "
+            f"{compared['class_balanced_nll']['served']:.3f}, malignant AUC "
+            f"{compared['malignant_auc']['candidate']:.3f} against {compared['malignant_auc']['served']:.3f}"
+            if compared
+            else ""
+        )
         lines.append(
-            f"    - {len(rows)} epochs at {rows[-1]['imgsz']} px ({minutes:.0f} min), validation balanced accuracy "
-            f"{rows[-1]['val_balanced_accuracy']:.3f}; judged by the students' rule before any report figure: "
+            f"    - {len(rows)} epochs at {rows[-1]['imgsz']} px{f', seed {seed}' if seed is not None else ''} "
+            f"({minutes:.0f} min), validation balanced accuracy {rows[-1]['val_balanced_accuracy']:.3f}; judged by "
+            f"{record.get('judged_by', STUDENTS_RULE)} before any report figure: "
             f"{fit_figures(record['candidate'], record['sets'])} on {' + '.join(record['candidate']['views'])} against "
             f"{fit_figures(record['served'], record['sets'])} for the served reference; the assessment's out-of-fold "
-            f"balanced accuracy {assessment['candidate']:.4f} against {assessment['served']:.4f}: {verdict} "
+            f"balanced accuracy {assessment['candidate']:.4f} against {assessment['served']:.4f}{more}: {verdict} "
             f"(`experiments/{name}.history.json`)."
         )
     return "\n".join(lines)
