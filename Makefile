@@ -47,7 +47,7 @@ sweep: install  ## end as failed every job of the local stack that no delivery w
 down:  ## stop exactly what `make up` started
 	@if [ -x $(PY) ]; then $(PY) -m devstack.stack down; fi
 
-demo: install  ## stack up, analyse IMAGE (or a generated sample), print the result, stack down
+demo: install  ## stack up, analyse IMAGE (or a generated sample), print the result, stop what it started
 	$(PY) scripts/demo.py $(if $(IMAGE),--image "$(IMAGE)")
 
 lint: install  ## ruff check, ruff format --check and mypy (configured in pyproject.toml)

@@ -311,7 +311,7 @@ class Stack:
         pids = self._pids()
         pid = pids.pop(name, None)
         self._save(pids)
-        if pid is None or not self.alive(pid):
+        if pid is None or not self.group_alive(pid):  # the group, not its leader: Java outlives its wrapper
             return
         self._end_group(pid)
 
@@ -328,7 +328,9 @@ class Stack:
             if not self.group_alive(pid):
                 return
 
-    def up(self, names=PARTS) -> None:
+    def up(self, names=PARTS) -> list[str]:
+        """Start the parts that are not running and answering; returns them. If one fails to start, the parts
+        this call started are stopped again and the error is raised."""
         pids = self._pids()
         todo = [
             name
@@ -337,17 +339,25 @@ class Stack:
         ]
         for name in todo:
             self.stop(name)
-        # The Auth emulator takes the longest to start (20 s or more on 2 cores): it starts while the rest do.
-        slow = {name: self.spawn(name) for name in todo if name == "auth"}
-        for name in todo:
-            if name not in slow:
-                self.start(name)
-        for name, process in slow.items():
-            self.wait(name, process)
+        try:
+            # The Auth emulator takes the longest to start (20 s or more on 2 cores): it starts while the rest do.
+            slow = {name: self.spawn(name) for name in todo if name == "auth"}
+            for name in todo:
+                if name not in slow:
+                    self.start(name)
+            for name, process in slow.items():
+                self.wait(name, process)
+        except BaseException:
+            self.stop_parts(todo)
+            raise
+        return todo
+
+    def stop_parts(self, names: list[str]) -> None:
+        for name in reversed(names):
+            self.stop(name)
 
     def down(self) -> None:
-        for name in reversed(list(self._pids())):
-            self.stop(name)
+        self.stop_parts(list(self._pids()))
 
     def status(self) -> dict[str, str]:
         pids = self._pids()
@@ -362,7 +372,11 @@ def main() -> int:
     stack = Stack()
     command = sys.argv[1] if len(sys.argv) > 1 else "status"
     if command == "up":
-        stack.up()
+        try:
+            stack.up()
+        except RuntimeError as exc:  # a port taken, a part that did not start: say which, no traceback
+            print(f"make up failed: {exc}", file=sys.stderr)
+            return 1
         for name, state in stack.status().items():
             print(f"{name:10} {state}")
         print(f"logs in {stack.logs}")

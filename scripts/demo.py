@@ -17,7 +17,7 @@ import requests
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from devstack import auth_emulator
 from devstack.sample import synthetic_lesion
-from devstack.stack import Stack, service_env
+from devstack.stack import PARTS, Stack, service_env
 
 
 def show(job: dict) -> None:
@@ -68,7 +68,7 @@ def main() -> int:
 
     stack = Stack()
     print("Starting the local stack…")
-    stack.up()
+    ours = stack.up()  # the parts that were not running already: the demo stops only those
     try:
         env = service_env(stack.s)
         upload_url = f"http://127.0.0.1:{stack.s['UPLOAD_PORT']}/"
@@ -93,9 +93,11 @@ def main() -> int:
         show(job)
         return 0 if job["status"] in ("done", "rejected") else 1
     finally:
-        if not args.keep_up:
-            stack.down()
-            print("Stack stopped.")
+        if not args.keep_up and ours:
+            stack.stop_parts(ours)
+            print("Stack stopped." if len(ours) == len(PARTS) else f"Stopped what the demo started: {ours}.")
+        elif not args.keep_up:
+            print("The stack was running before the demo: left running (`make down` stops it).")
 
 
 if __name__ == "__main__":

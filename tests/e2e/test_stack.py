@@ -42,6 +42,27 @@ def test_every_server_listens_on_loopback_only(api):
         assert listening(pid) == {"127.0.0.1"}, name
 
 
+def test_demo_leaves_a_running_stack_running(api):
+    pids = api.stack._pids()
+    done = subprocess.run(
+        [sys.executable, "scripts/demo.py"],
+        cwd=REPO,
+        env={**api.stack.environ, "PYTHONPATH": str(REPO)},
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert done.returncode == 0 and "left running" in done.stdout, done.stdout + done.stderr
+    assert api.stack._pids() == pids and all(" up " in line for line in stack_cli(api, "status").splitlines())
+
+
+def test_a_killed_firestore_wrapper_leaves_nothing_behind_after_up(api):
+    # kill -9 on the recorded pid (a wrapper script) leaves its Java child on the port: up must end that group
+    os.kill(api.stack._pids()["firestore"], signal.SIGKILL)
+    stack_cli(api, "up")
+    assert "firestore  up" in stack_cli(api, "status")
+
+
 def test_up_after_a_crash_restarts_only_what_is_down(api, sharp_jpeg):
     pids = api.stack._pids()
     os.killpg(pids["status"], signal.SIGKILL)

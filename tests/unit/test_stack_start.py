@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import os
+import signal
 import socket
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -64,3 +67,30 @@ def test_free_ports_are_all_different_and_a_stack_refuses_two_parts_on_one_port(
     clash = {**ports, "AUTH_PORT": ports["INFER_PORT"]}
     with pytest.raises(ValueError, match=f"INFER_PORT, AUTH_PORT share {ports['INFER_PORT']}"):
         stack.Stack({"STACK_DIR": str(tmp_path), **clash})
+
+
+def test_a_part_whose_leader_was_killed_is_stopped_with_its_children(tmp_path, monkeypatch):
+    # the Firestore emulator is a wrapper script whose Java child serves the port: kill -9 on the wrapper (the
+    # recorded pid) leaves the child; make down must still end it, or make up finds the port taken for good
+    port, script = free_port(), tmp_path / "part.py"
+    script.write_text(PART)
+    wrapper = ["bash", "-c", f'"{sys.executable}" "{script}" "{tmp_path / "starts"}" 0 {port} & wait']
+    monkeypatch.setattr(stack, "commands", lambda s: {"web": wrapper})
+    parts = stack.Stack({"STACK_DIR": str(tmp_path / "stack"), "WEB_PORT": str(port)})
+    leader = parts.start("web")
+    os.kill(leader, signal.SIGKILL)
+    time.sleep(0.3)
+    assert stack.answers("web", port), "the child still serves"
+    parts.stop("web")
+    assert not parts.group_alive(leader) and not stack.answers("web", port)
+
+
+def test_a_failed_up_stops_the_parts_it_started(tmp_path, monkeypatch):
+    ok, never = free_port(), free_port()
+    serve = [sys.executable, "-c", PART, str(tmp_path / "a"), "0", str(ok)]
+    fail = [sys.executable, "-c", PART, str(tmp_path / "b"), "99", str(never)]
+    monkeypatch.setattr(stack, "commands", lambda s: {"web": serve, "sweep": fail})
+    parts = stack.Stack({"STACK_DIR": str(tmp_path / "stack"), "WEB_PORT": str(ok), "SWEEP_PORT": str(never)})
+    with pytest.raises(RuntimeError, match="sweep did not start"):
+        parts.up(("web", "sweep"))
+    assert parts._pids() == {} and not stack.answers("web", ok)
