@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from models.data import named_sets
-from models.fit import FIT_SETS, calibrated_probabilities, out_of_fold_assessment, training_log_prior
+from models.fit import FIT_SETS, best_power, calibrated_probabilities, out_of_fold_assessment, training_log_prior
 from models.metrics import auc, balanced_accuracy, bootstrap_values, class_balanced_weights, nll
 from models.scores import MODELS_DIR, served_scores
 from shared.labels import DIAGNOSIS_LABELS, MALIGNANT
@@ -32,14 +32,13 @@ MEASURES = {
 }
 
 
-def out_of_fold(models_dir: Path, balance: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def out_of_fold(models_dir: Path, balance: float, log_prior: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(the assessment out of fold, labels, lesion ids) on the fit sets for the models in ``models_dir``."""
     models = json.loads((Path(models_dir) / "manifest.json").read_text())["models"]
     scores = served_scores(Path(models_dir), FIT_SETS)
     y = np.concatenate([scores[name]["y"] for name in FIT_SETS])
     lesions = np.concatenate([scores[name]["lesion"] for name in FIT_SETS])
     logits = {role: np.concatenate([scores[name][role] for name in FIT_SETS]) for role in models}
-    log_prior = training_log_prior([sample.dx for sample in named_sets()["ham_train"]])
     probs = calibrated_probabilities(logits, {role: e["labels"] for role, e in models.items()}, y, log_prior)
     return out_of_fold_assessment(probs, y, tuple(models), balance), y, lesions
 
@@ -48,10 +47,10 @@ def compare(candidate_dir: Path, served_dir: Path = MODELS_DIR, resamples: int =
     """Each measure for both directories, the candidate's change and its paired-bootstrap 95 % interval and share
     of resamples where the candidate is worse."""
     served_manifest = json.loads((Path(served_dir) / "manifest.json").read_text())
-    study = served_manifest["assessment"]["balance_study"]  # the served power: the best, the smallest on ties
-    balance = float(max(study, key=lambda power: (study[power], -float(power))))
-    served, y, lesions = out_of_fold(served_dir, balance)
-    candidate, candidate_y, _ = out_of_fold(candidate_dir, balance)
+    balance = best_power({float(power): ba for power, ba in served_manifest["assessment"]["balance_study"].items()})
+    log_prior = training_log_prior([sample.dx for sample in named_sets()["ham_train"]])
+    served, y, lesions = out_of_fold(served_dir, balance, log_prior)
+    candidate, candidate_y, _ = out_of_fold(candidate_dir, balance, log_prior)
     assert np.array_equal(y, candidate_y), "both directories must be scored on the same fit sets"
     record: dict = {"sets": list(FIT_SETS), "balance_power": balance, "resamples": resamples}
     for name, measure in MEASURES.items():

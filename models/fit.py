@@ -123,7 +123,12 @@ def fit_balance(probs: dict[str, np.ndarray], y: np.ndarray, roles: tuple[str, .
     """The power in ``BALANCE_POWERS`` (the smallest on ties) with the best out-of-fold balanced accuracy, and
     every power's figure."""
     study = {power: round(out_of_fold_balanced_accuracy(probs, y, roles, power), 4) for power in BALANCE_POWERS}
-    return max(BALANCE_POWERS, key=lambda power: (study[power], -power)), study
+    return best_power(study), study
+
+
+def best_power(study: dict[float, float]) -> float:
+    """The power with the best out-of-fold balanced accuracy, the smallest on ties."""
+    return max(study, key=lambda power: (study[power], -power))
 
 
 def fit_calibration(

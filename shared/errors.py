@@ -2,6 +2,14 @@
 
 from __future__ import annotations
 
+import traceback
+
+
+def described(exc: BaseException) -> dict[str, str]:
+    """The log fields that say why a request failed: the exception in one line, and its stack trace (Cloud Error
+    Reporting groups log lines by ``stack_trace``)."""
+    return {"cause": f"{type(exc).__name__}: {exc}", "stack_trace": "".join(traceback.format_exception(exc))}
+
 
 class ServiceError(Exception):
     """An expected failure with a stable snake_case code and a sentence a person can act on."""

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import time
-import traceback
 from collections.abc import Callable
 
 from werkzeug.exceptions import RequestEntityTooLarge
@@ -12,7 +11,7 @@ from werkzeug.http import parse_options_header
 from werkzeug.sansio.multipart import Data, Epilogue, Field, File, MultipartDecoder, NeedData
 from werkzeug.wrappers import Request
 
-from shared.errors import ServiceError, invalid_request
+from shared.errors import ServiceError, described, invalid_request
 from shared.usecases import Outcome
 
 ALLOWED_HEADERS = "Authorization, Content-Type, Idempotency-Key, X-Firebase-AppCheck"
@@ -57,22 +56,22 @@ def form_parts(body: bytes, content_type: str) -> list[tuple[str, str | None, by
     """Each part of a multipart/form-data body as (name, media type, bytes), whether or not it names a file: a
     client that sends the photo without a file name (Dart's ``MultipartFile.fromBytes`` does by default) is read as
     one that names it. At most ``MAX_FORM_PARTS`` parts are parsed."""
-    boundary = parse_options_header(content_type)[1].get("boundary", "")
-    decoder = MultipartDecoder(boundary.encode("latin-1", "replace"), max_parts=MAX_FORM_PARTS)
-    decoder.receive_data(body)
-    decoder.receive_data(None)
-    parts: list[tuple[str, str | None, bytearray]] = []
+    parts: list[tuple[str, str | None, list[bytes]]] = []  # each part's data as the decoder's chunks
     try:
+        boundary = parse_options_header(content_type)[1].get("boundary", "")
         if not boundary:
             raise ValueError("no boundary")
+        decoder = MultipartDecoder(boundary.encode("latin-1", "replace"), max_parts=MAX_FORM_PARTS)
+        decoder.receive_data(body)
+        decoder.receive_data(None)
         while not isinstance(event := decoder.next_event(), Epilogue):
             if isinstance(event, NeedData):
                 raise ValueError("the body ends before its closing boundary")
             if isinstance(event, Field | File):
                 media_type = event.headers.get("Content-Type")
-                parts.append((event.name, parse_options_header(media_type)[0] if media_type else None, bytearray()))
+                parts.append((event.name, parse_options_header(media_type)[0] if media_type else None, []))
             elif isinstance(event, Data):
-                parts[-1][2].extend(event.data)
+                parts[-1][2].append(event.data)
     except RequestEntityTooLarge:
         raise invalid_request(
             f"The multipart body has more than {MAX_FORM_PARTS} parts; send one file in the field 'image'."
@@ -81,7 +80,7 @@ def form_parts(body: bytes, content_type: str) -> list[tuple[str, str | None, by
         raise invalid_request(
             "The multipart body could not be parsed (headers and file names must be UTF-8); send one file in the field 'image'."
         ) from None
-    return [(name, media_type, bytes(data)) for name, media_type, data in parts]
+    return [(name, media_type, b"".join(chunks)) for name, media_type, chunks in parts]
 
 
 def idempotency_key(request: Request) -> str | None:
@@ -134,11 +133,9 @@ def respond(request: Request, deps, function: str, handler: Callable[[], Outcome
             log = outcome.log
         except ServiceError as exc:
             outcome = Outcome(exc.status, exc.body(), exc.headers)
-            cause = exc.__cause__
-            log = {"error": exc.code, **({"cause": f"{type(cause).__name__}: {cause}"} if cause else {}), **exc.log}
+            log = {"error": exc.code, **(described(exc.__cause__) if exc.__cause__ else {}), **exc.log}
         except Exception as exc:  # an unexpected failure: logged, answered as JSON
-            log = {"error": "internal", "cause": f"{type(exc).__name__}: {exc}"}
-            log["stack_trace"] = "".join(traceback.format_exception(exc))  # Error Reporting groups by it
+            log = {"error": "internal", **described(exc)}
             outcome = Outcome(
                 500, ServiceError(500, "internal", "Something went wrong on our side; retry later.").body()
             )

@@ -5,10 +5,9 @@ from __future__ import annotations
 
 import secrets
 import time
-import traceback
 
 from shared.domain import jobs
-from shared.errors import ServiceError, Unavailable
+from shared.errors import ServiceError, Unavailable, described
 from shared.ports import Analyze, Deps, PhotoNotFound, Snapshot, UpdateTime
 from shared.usecases import Outcome, utcnow
 
@@ -62,14 +61,11 @@ def _deliver(deps: Deps, analyze: Analyze, job_id: str, retry_count: int) -> Out
         change = jobs.finish(jobs.FAILED, utcnow(), error=exc.body()["error"])
     except Exception as exc:  # a bug or a broken model: retry, and give up on the last attempt
         error = {"code": "analysis_failed", "message": "The analysis failed; upload the photo again later."}
-        trace = "".join(traceback.format_exception(exc))  # for the log (Error Reporting reads stack_trace), not the job
         if not last_attempt:
             _release(deps, job_id, error, claimed_at)
-            unavailable = Unavailable("The analysis")
-            unavailable.log["stack_trace"] = trace
-            raise unavailable from exc
+            raise Unavailable("The analysis") from exc  # the request's log line describes exc
         change = jobs.finish(jobs.FAILED, utcnow(), error=error)
-        log |= {"severity": "ERROR", "cause": f"{type(exc).__name__}: {exc}", "stack_trace": trace}
+        log |= {"severity": "ERROR", **described(exc)}  # the log says why; the job only that it failed
     else:
         change = jobs.finish(analysis.status, utcnow(), result=analysis.result, rejection=analysis.rejection)
     written = deps.jobs.update_if_unchanged(job_id, change.job, claimed_at, change.worker)
