@@ -176,7 +176,8 @@ custom_role() {  # ID TITLE PERMISSIONS: a project custom role, created or broug
   exists gc iam roles describe "$1" || verb=create
   run gc iam roles "$verb" "$1" --title="$2" --permissions="$3" --stage=GA
 }
-custom_role "$PHOTO_CREATOR_ROLE" "Skin photos: create" storage.objects.create
+custom_role "$PHOTO_CREATOR_ROLE" "Skin photos: create, and delete to undo a failed upload" \
+  storage.objects.create,storage.objects.delete
 custom_role "$PHOTO_READER_ROLE" "Skin photos: read" storage.objects.get
 custom_role "$PHOTO_ERASER_ROLE" "Skin photos: read and delete" storage.objects.get,storage.objects.delete
 for binding in "$UPLOAD_EMAIL=$PHOTO_CREATOR_ROLE" "$INFER_EMAIL=$PHOTO_READER_ROLE" "$STATUS_EMAIL=$PHOTO_ERASER_ROLE"; do

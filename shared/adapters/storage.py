@@ -27,8 +27,7 @@ class PhotoStore:
         self.bucket = client.bucket(bucket)
 
     def put(self, path: str, data: bytes, content_type: str) -> bool:
-        """Create the object only if there is none (``ifGenerationMatch=0``): replacing one would need the right to
-        delete, which the uploader does not hold."""
+        """Create the object only if there is none (``ifGenerationMatch=0``): a stored photo is never replaced."""
         try:
             self.bucket.blob(path).upload_from_string(
                 data, content_type=content_type, if_generation_match=0, timeout=TIMEOUT, retry=None

@@ -113,8 +113,7 @@ def _restart(deps: Deps, job_id: str, failed: Snapshot, path: str, stored: bytes
 
 
 def _forget(deps: Deps, job_id: str | None, path: str) -> None:
-    """Best-effort removal of what a failed upload wrote. In production the uploader may only create photos (its
-    delete is refused), so the photo stays until the bucket's lifecycle rule removes it (JOB_TTL_DAYS)."""
+    """Best-effort removal of what a failed upload wrote (the uploader may delete photos for this alone)."""
     undos: list[Callable[[], None]] = [lambda: deps.photos.delete(path)]
     if job_id is not None:
         undos.insert(0, lambda: deps.jobs.delete(job_id))

@@ -210,7 +210,7 @@ def test_least_privilege_bindings(commands):
         for cmd in find(commands, "gcloud", "iam", "roles", "create")
     }
     assert permissions == {
-        "skinPhotoCreator": {"storage.objects.create"},
+        "skinPhotoCreator": {"storage.objects.create", "storage.objects.delete"},
         "skinPhotoReader": {"storage.objects.get"},
         "skinPhotoEraser": {"storage.objects.get", "storage.objects.delete"},
     }

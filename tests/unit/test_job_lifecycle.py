@@ -155,7 +155,7 @@ def test_an_erase_while_a_restart_stores_the_photo_again_leaves_no_photo(deps):
 
 
 def test_an_undo_the_uploader_may_not_do_still_answers_503(deps, monkeypatch):
-    # in production the uploader may only create photos: removing the one it stored is refused (403)
+    # a bucket that refuses the removal (say, a deploy from before upload could delete) must not hide the 503
     def refused(path):
         raise PermissionError("403 storage.objects.delete denied")
 
