@@ -88,7 +88,7 @@ export: install  ## ONNX export of the students, the gate and reference, test-ti
 	$(PY) -m models.views
 	$(PY) -m models.fit
 
-evaluate: install  ## metrics.json, MODEL_CARD.md and training.png on held-out lesions, Derm7pt and PAD-UFES-20
+evaluate: install  ## metrics.json, MODEL_CARD.md, EXPERIMENTS.md and training.png on held-out lesions, Derm7pt and PAD-UFES-20
 	$(PY) -m models.evaluate
 
 LOCK_PYTHON ?= python3.12

@@ -1,5 +1,5 @@
-"""The model card: ``card_template.md`` with every figure filled in from metrics.json, the manifest and the
-training records. Nothing in the card is typed by hand."""
+"""The model card and the experiments record: ``card_template.md`` and ``experiments_template.md`` with every
+figure filled in from metrics.json, the manifest and the training records. Nothing in either is typed by hand."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ from models.curves import learning_rates, resolution_experiments
 from models.specs import DISTIL
 
 TEMPLATE = Path(__file__).resolve().parent / "card_template.md"
+EXPERIMENTS_TEMPLATE = TEMPLATE.parent / "experiments_template.md"
 SET_NAMES = {"ham_val_report": "HAM10000 val (report half)", "derm7pt": "Derm7pt", "pad_test": "PAD-UFES-20 test"}
 ROWS = ("binary", "diagnosis", "check", "reference", "assessment")
 TARGETS = [  # (set, row, metric, comparison, bound)
@@ -193,13 +194,13 @@ def how_distilled(train_args: dict) -> str:
     return described + ("," if corrected or weight else "")
 
 
-def selections(histories: dict, experiments: dict) -> str:
-    """One line per distilled student: its fit-set figures against those of the model served before it, and
-    whether it ships."""
+def selections(histories: dict, experiments: dict, role: str) -> str:
+    """One line per distilled student of one role (binary, diagnosis or check): its fit-set figures against those
+    of the model served before it, and whether it ships."""
     lines = []
     for name, history in {**histories, **experiments}.items():
         record = history.get("selection")
-        if not record:
+        if not record or not name.startswith(f"{role}-"):
             continue
         rows = [row for row in history["history"] if row.get("stage") == "distil"]
         # a student distilled on from distilled weights inherits their rows; the record names how many are its own
@@ -219,7 +220,7 @@ def selections(histories: dict, experiments: dict) -> str:
                 f"{assessment['served']:.3f}{context}: {verdict}"
             )
         lines.append(
-            f"  - {name.split('-distilled')[0]}: distilled {how_distilled(history['train_args'])} for {len(rows)} "
+            f"- {name.split('-distilled')[0]}: distilled {how_distilled(history['train_args'])} for {len(rows)} "
             f"epochs ({minutes:.0f} min): "
             f"{fit_figures(record['distilled'], record['sets'])} against {fit_figures(record['served'], record['sets'])} for the model served before: "
             f"{verdict}."
@@ -252,7 +253,7 @@ def reference_runs(experiments: dict) -> str:
             else ""
         )
         lines.append(
-            f"    - {len(rows)} epochs at {rows[-1]['imgsz']} px{f', seed {seed}' if seed is not None else ''} "
+            f"- {len(rows)} epochs at {rows[-1]['imgsz']} px{f', seed {seed}' if seed is not None else ''} "
             f"({minutes:.0f} min), validation balanced accuracy {rows[-1]['val_balanced_accuracy']:.3f}; judged by "
             f"{record.get('judged_by', STUDENTS_RULE)} before any report figure: "
             f"{fit_figures(record['candidate'], record['sets'])} on {' + '.join(record['candidate']['views'])} against "
@@ -325,8 +326,17 @@ def render(metrics: dict, manifest: dict, histories: dict, experiments: dict) ->
         balance_study=", ".join(f"{power}: {score:.3f}" for power, score in a["balance_study"].items()),
         reference_schedule=schedule(histories["reference-efficientnet-lite0"]),
         distillation=distillation(manifest, histories),
-        selections=selections(histories, experiments),
         size_studies=size_studies(experiments),
+    )
+
+
+def render_experiments(histories: dict, experiments: dict) -> str:
+    """EXPERIMENTS.md: every candidate model tried, its figures from its training record and why it is or is not
+    served."""
+    return Template(EXPERIMENTS_TEMPLATE.read_text()).substitute(
+        binary_students=selections(histories, experiments, "binary"),
+        diagnosis_students=selections(histories, experiments, "diagnosis"),
+        check_students=selections(histories, experiments, "check"),
         reference_runs=reference_runs(experiments),
         experiments=resolution_experiments(histories["check-resnet50"]["history"], experiments),
     )

@@ -1,5 +1,5 @@
-"""Evaluate every served model, the assessment, the gate and ``conclusive``; write metrics.json, MODEL_CARD.md
-(rendered from ``card_template.md``) and training.png.
+"""Evaluate every served model, the assessment, the gate and ``conclusive``; write metrics.json,
+training.png, MODEL_CARD.md and EXPERIMENTS.md (rendered from ``card_template.md`` and ``experiments_template.md``).
 
     python -m models.evaluate [--records-only]
 
@@ -7,8 +7,8 @@ The models run exactly as the service runs them (``models/scores.py``: the servi
 Runtime), then the manifest's temperatures and the assessment (``shared.analysis``). Figures are measured on sets
 nothing was trained, calibrated or tuned on: the ``report`` half of the HAM10000 validation lesions, Derm7pt (another
 clinic) and the PAD-UFES-20 test patients (phone photos); the gate also on the ``report`` half of not-a-lesion.
-``--records-only`` scores nothing: it renders the card and the curves again from the committed metrics.json and
-training records (after an experiment that changed no served model).
+``--records-only`` scores nothing: it renders the card, EXPERIMENTS.md and the curves again from the committed
+metrics.json and training records (after an experiment that changed no served model).
 """
 
 from __future__ import annotations
@@ -143,7 +143,9 @@ def measure(manifest: dict) -> dict:
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--records-only", action="store_true", help="render card and curves from metrics.json")
+    parser.add_argument(
+        "--records-only", action="store_true", help="render the card, EXPERIMENTS.md and the curves from metrics.json"
+    )
     args = parser.parse_args(argv)
     manifest = json.loads((MODELS_DIR / "manifest.json").read_text())
     if args.records_only:
@@ -154,6 +156,7 @@ def main(argv: list[str] | None = None) -> None:
     histories, experiments = load_histories(MODELS_DIR / "weights"), load_histories(MODELS_DIR / "experiments")
     plot_training(histories, experiments, MODELS_DIR / "training.png")
     (MODELS_DIR / "MODEL_CARD.md").write_text(card.render(metrics, manifest, histories, experiments))
+    (MODELS_DIR / "EXPERIMENTS.md").write_text(card.render_experiments(histories, experiments))
     print(card.evaluation_table(metrics))
 
 

@@ -58,6 +58,14 @@ def test_the_committed_model_card_is_rendered_from_the_committed_records():
     assert card.render(metrics, manifest, histories, experiments) == (MODELS / "MODEL_CARD.md").read_text()
 
 
+def test_the_committed_experiments_record_is_rendered_from_the_committed_records():
+    """EXPERIMENTS.md is generated (``make evaluate``): it must say what the training records say."""
+    from models import card
+
+    histories, experiments = load_histories(MODELS / "weights"), load_histories(MODELS / "experiments")
+    assert card.render_experiments(histories, experiments) == (MODELS / "EXPERIMENTS.md").read_text()
+
+
 def test_the_reference_schedule_names_each_stage_and_a_resumed_run():
     from models.card import schedule
 
