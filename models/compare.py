@@ -40,7 +40,7 @@ def out_of_fold(models_dir: Path, balance: float, log_prior: np.ndarray) -> tupl
     lesions = np.concatenate([scores[name]["lesion"] for name in FIT_SETS])
     logits = {role: np.concatenate([scores[name][role] for name in FIT_SETS]) for role in models}
     probs = calibrated_probabilities(logits, {role: e["labels"] for role, e in models.items()}, y, log_prior)
-    return out_of_fold_assessment(probs, y, tuple(models), balance), y, lesions
+    return out_of_fold_assessment(probs, y, tuple(models), balance, lesions), y, lesions
 
 
 def compare(candidate_dir: Path, served_dir: Path = MODELS_DIR, resamples: int = 2000) -> dict:

@@ -379,7 +379,7 @@ def distil_one(
         if config.labels == DIAGNOSIS_LABELS
         else label_indices(sets["ham_train"] + sets["pad_train"], config.labels)
     )
-    val = sets["ham_val_fit"] + sets["ham_val_report"]
+    val = sets["ham_val_fit"]  # the report half stays unseen until make evaluate
     pixels = Pixels(
         x_train=torch.empty(0),
         y_train=torch.from_numpy(y_train),
@@ -461,11 +461,12 @@ def assessment_figures(role: str, served: dict, distilled: dict, side: str, log_
     models = json.loads((MODELS_DIR / "manifest.json").read_text())["models"]
     labels = {name: entry["labels"] for name, entry in models.items()}
     y = np.concatenate([served[name]["y"] for name in SELECTION_SETS])
+    lesions = np.concatenate([served[name]["lesion"] for name in SELECTION_SETS])
     logits = {name: np.concatenate([served[s][name] for s in SELECTION_SETS]) for name in labels}
     record = {"measure": "out-of-fold balanced accuracy of the assessment refitted on the fit sets (models.fit)"}
-    record["served"] = round(assessment_out_of_fold(logits, labels, y, log_prior), 4)
+    record["served"] = round(assessment_out_of_fold(logits, labels, y, log_prior, lesions), 4)
     logits[role] = log_probs(np.concatenate([distilled[name] for name in SELECTION_SETS]))
-    record[side] = round(assessment_out_of_fold(logits, labels, y, log_prior), 4)
+    record[side] = round(assessment_out_of_fold(logits, labels, y, log_prior, lesions), 4)
     return record
 
 

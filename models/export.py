@@ -7,9 +7,9 @@ temperature and the assessment on the fit set.
 
 For each model: ``models/weights/<role>-<arch>.onnx`` (input ``images`` N x 3 x S x S float RGB, output ``probs``),
 conv and linear weights stored as float16 (computed in float32), initializers named as in the torch state dict;
-a temperature fitted by NLL on the validation split (``models.fit`` then chooses the 7-class models' decision
+a temperature fitted by NLL on the fit half of the validation lesions (``models.fit`` then chooses the 7-class models' decision
 prior and refits it on the fit set); and ``models/manifest.json``, which the service reads. The float16 storage is checked
-against float32 and int8 (dynamic, static) on the validation lesions; the figures go to the manifest
+against float32 and int8 (dynamic, static) on the fit half of the validation lesions; the figures go to the manifest
 (``precision_study``) and the model card.
 
 The units, in order: the exporter (``load_student``, ``export_student``, ``check_parity``), the precision study
@@ -33,7 +33,7 @@ import onnx
 import torch
 from onnx import TensorProto, helper, numpy_helper
 
-from models.data import Sample, label_indices, load_model_pixels, load_samples, read_split
+from models.data import Sample, half, label_indices, load_model_pixels, load_samples, read_split
 from models.fit import fit_temperature
 from models.metrics import auc, balanced_accuracy, macro_auc
 from models.nets import MODELS_DIR, build_model, logits_of, weights_path
@@ -284,7 +284,8 @@ def precision_study(
 
 
 def calibration(labels: tuple[str, ...], probs: np.ndarray, y: np.ndarray) -> dict:
-    """The manifest's temperature (fitted on the validation lesions), zero logit bias and prior power."""
+    """The manifest's temperature (fitted on the fit half of the validation lesions), zero logit bias and prior
+    power."""
     bias = np.zeros(len(labels))
     return {
         "temperature": fit_temperature(log_probs(probs), y, bias, points=400),
@@ -369,7 +370,8 @@ def manifest_entry(
 
 @dataclass(frozen=True)
 class ExportSets:
-    """The recorded split's training and validation lesions, and 256 training images to calibrate int8 with."""
+    """The recorded split's training lesions, the fit half of its validation lesions (the report half stays unseen
+    until ``make evaluate``) and 256 training images to calibrate int8 with."""
 
     train: list[Sample]
     val: list[Sample]
@@ -379,7 +381,7 @@ class ExportSets:
 def export_sets(data: Path, split_file: Path) -> ExportSets:
     samples = load_samples(data)
     split = read_split(split_file)
-    val = [s for s in samples if split.get(s.image_id, s.split) == "val"]
+    val = [s for s in samples if split.get(s.image_id, s.split) == "val" and half(s.lesion_id) == "fit"]
     train = [s for s in samples if split.get(s.image_id, s.split) == "train"]
     chosen = np.random.default_rng(0).choice(len(train), min(256, len(train)), replace=False)
     return ExportSets(train, val, [train[i] for i in chosen])

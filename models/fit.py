@@ -99,30 +99,34 @@ def fit_combination(probs: dict[str, np.ndarray], y: np.ndarray, roles: tuple[st
 
 
 def out_of_fold_assessment(
-    probs: dict[str, np.ndarray], y: np.ndarray, roles: tuple[str, ...], balance: float
+    probs: dict[str, np.ndarray], y: np.ndarray, roles: tuple[str, ...], balance: float, groups: np.ndarray
 ) -> np.ndarray:
     """The assessment fitted with ``balance`` on four fifths of the fit set and applied to the fifth left out, the
-    probabilities averaged over ``BALANCE_REPEATS`` shuffles."""
-    from sklearn.model_selection import StratifiedKFold
+    probabilities averaged over ``BALANCE_REPEATS`` shuffles. The folds split by ``groups`` (lesion, or patient for
+    PAD-UFES-20), so no lesion is both fitted and held out."""
+    from sklearn.model_selection import StratifiedGroupKFold
 
     out = np.zeros((len(y), len(DIAGNOSIS_LABELS)))
     for seed in range(BALANCE_REPEATS):
-        for train, held in StratifiedKFold(BALANCE_FOLDS, shuffle=True, random_state=seed).split(y, y):
+        folds = StratifiedGroupKFold(BALANCE_FOLDS, shuffle=True, random_state=seed)
+        for train, held in folds.split(y, y, groups):
             combination = fit_combination({r: p[train] for r, p in probs.items()}, y[train], roles, balance)
             out[held] += combine({r: p[held] for r, p in probs.items()}, combination)
     return out / BALANCE_REPEATS
 
 
 def out_of_fold_balanced_accuracy(
-    probs: dict[str, np.ndarray], y: np.ndarray, roles: tuple[str, ...], balance: float
+    probs: dict[str, np.ndarray], y: np.ndarray, roles: tuple[str, ...], balance: float, groups: np.ndarray
 ) -> float:
-    return balanced_accuracy(y, out_of_fold_assessment(probs, y, roles, balance).argmax(1))
+    return balanced_accuracy(y, out_of_fold_assessment(probs, y, roles, balance, groups).argmax(1))
 
 
-def fit_balance(probs: dict[str, np.ndarray], y: np.ndarray, roles: tuple[str, ...]) -> tuple[float, dict]:
+def fit_balance(
+    probs: dict[str, np.ndarray], y: np.ndarray, roles: tuple[str, ...], groups: np.ndarray
+) -> tuple[float, dict]:
     """The power in ``BALANCE_POWERS`` (the smallest on ties) with the best out-of-fold balanced accuracy, and
-    every power's figure."""
-    study = {power: round(out_of_fold_balanced_accuracy(probs, y, roles, power), 4) for power in BALANCE_POWERS}
+    every power's figure (folds by ``groups``)."""
+    study = {power: round(out_of_fold_balanced_accuracy(probs, y, roles, power, groups), 4) for power in BALANCE_POWERS}
     return best_power(study), study
 
 
@@ -143,12 +147,17 @@ def fit_calibration(
 
 
 def assessment_out_of_fold(
-    logits: dict[str, np.ndarray], labels: dict[str, list[str]], y: np.ndarray, log_prior: np.ndarray
+    logits: dict[str, np.ndarray],
+    labels: dict[str, list[str]],
+    y: np.ndarray,
+    log_prior: np.ndarray,
+    groups: np.ndarray,
 ) -> float:
-    """The assessment's best out-of-fold balanced accuracy over ``BALANCE_POWERS`` on the fit set, every model
-    calibrated as :func:`main` calibrates it: what a candidate model would make of the assessment."""
+    """The assessment's best out-of-fold balanced accuracy over ``BALANCE_POWERS`` on the fit set (folds by
+    ``groups``), every model calibrated as :func:`main` calibrates it: what a candidate model would make of the
+    assessment."""
     probs = calibrated_probabilities(logits, labels, y, log_prior)
-    _, study = fit_balance(probs, y, tuple(logits))
+    _, study = fit_balance(probs, y, tuple(logits), groups)
     return max(study.values())
 
 
@@ -176,6 +185,7 @@ def main(models_dir: Path = MODELS_DIR) -> None:
     manifest = json.loads(path.read_text())
     scores = served_scores(models_dir, FIT_SETS)
     y = np.concatenate([scores[name]["y"] for name in FIT_SETS])
+    lesions = np.concatenate([scores[name]["lesion"] for name in FIT_SETS])
     log_prior = training_log_prior([sample.dx for sample in named_sets()["ham_train"]])
     probs = {}
     for role, entry in manifest["models"].items():
@@ -188,7 +198,7 @@ def main(models_dir: Path = MODELS_DIR) -> None:
         entry["logit_bias"] = {label: float(b) for label, b in zip(entry["labels"], bias)}
         probs[role] = calibrate(logits, temperature, bias)
     roles = tuple(manifest["models"])
-    balance, study = fit_balance(probs, y, roles)
+    balance, study = fit_balance(probs, y, roles, lesions)
     combination = fit_combination(probs, y, roles, balance)
     threshold = conclusive_threshold(combine(probs, combination), probs, combination, y)
     manifest["assessment"] = {
@@ -200,7 +210,7 @@ def main(models_dir: Path = MODELS_DIR) -> None:
         "fitted_on": list(FIT_SETS),
         "objective": f"NLL of the diagnosis + {MALIGNANT_WEIGHT:g} x NLL of malignant, sample weights "
         f"(class-balanced) ** {balance}, the power from {list(BALANCE_POWERS)} by {BALANCE_FOLDS}-fold out-of-fold "
-        "balanced accuracy on the fit sets; then one temperature by plain NLL, folded into weights and biases",
+        "balanced accuracy on the fit sets (folds by lesion); then one temperature by plain NLL, folded into weights and biases",
         "balance_study": {str(power): score for power, score in study.items()},
     }
     path.write_text(json.dumps(manifest, indent=1) + "\n")

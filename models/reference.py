@@ -36,12 +36,13 @@ HISTORY = MODELS_DIR / "weights" / "reference-efficientnet-lite0.history.json"
 
 
 def training_data(spec: dict, data_root: Path, imgsz: int) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
-    """uint8 pixels and label indices for train (HAM train + PAD train), HAM val and PAD val."""
+    """uint8 pixels and label indices for train (HAM train + PAD train), HAM val and PAD val. HAM val is the fit
+    half of the validation lesions: the report half stays unseen until ``make evaluate``."""
     index = {label: i for i, label in enumerate(spec["labels"])}
     sets = named_sets(data_root)
     parts = {
         "train": sets["ham_train"] + sets["pad_train"],
-        "ham_val": sets["ham_val_fit"] + sets["ham_val_report"],
+        "ham_val": sets["ham_val_fit"],
         "pad_val": sets["pad_val"],
     }
     return {

@@ -1,7 +1,8 @@
 """The served models' answers on every named set, computed once with the serving code and cached.
 
-Each image goes through exactly what infer runs (``shared.analysis``: the crop, colour constancy where the manifest
-says so, ONNX Runtime). The cache holds one file per model file, ``build/eval/<role>-<sha256[:12]>.npz``, with the
+Each image goes through exactly what infer runs (``shared.analysis``: the decoding, JPEGs at the reduced DCT scale
+that still covers the largest model input, the crop, colour constancy where the manifest says so, ONNX Runtime). The
+cache holds one file per model file and decoding, ``build/eval/<role>-<sha256[:12]>-decoded<side>.npz``, with the
 log-scores (before calibration) per set and, for the reference, the gate logit; a model run on test-time views
 (``input.views`` other than the identity alone) adds them to the name. Refitting a temperature or re-exporting one
 model recomputes nothing else.
@@ -13,10 +14,10 @@ import json
 from pathlib import Path
 
 import numpy as np
-from PIL import Image
 
 from models.data import Sample, named_sets
 from shared.analysis.classifiers import ROLES, load_classifiers
+from shared.analysis.imaging import decode
 from shared.analysis.preprocess import model_input
 from shared.analysis.threads import usable_cpus
 from shared.labels import DIAGNOSIS_LABELS
@@ -25,12 +26,17 @@ MODELS_DIR = Path(__file__).resolve().parent
 CACHE_DIR = MODELS_DIR.parent / "build" / "eval"
 
 
-def model_inputs(entry, samples: list[Sample]) -> np.ndarray:
-    """The crops the model reads (N x S x S x 3 uint8), prepared as serving prepares them."""
+def decode_side(models: dict) -> int:
+    """The side serving decodes photos for (``Pipeline.decode_side``): the largest input of the served models."""
+    return max(int(entry["input"]["size"]) for entry in models.values())
+
+
+def model_inputs(entry, samples: list[Sample], side: int) -> np.ndarray:
+    """The crops the model reads (N x S x S x 3 uint8), decoded for ``side`` and prepared as serving prepares them."""
     pixels = np.empty((len(samples), entry.size, entry.size, 3), np.uint8)
     for index, sample in enumerate(samples):
-        with Image.open(sample.path) as image:
-            pixels[index] = model_input(image.convert("RGB"), entry.size, entry.colour_constancy)
+        photo = decode(sample.path.read_bytes(), reduce_to=side)
+        pixels[index] = model_input(photo.image, entry.size, entry.colour_constancy)
     return pixels
 
 
@@ -45,8 +51,8 @@ def run_batches(classifier, pixels: np.ndarray, batch: int = 64) -> dict[str, np
     return {"logits": np.concatenate(logits), **({"gate": np.concatenate(gates)} if gates else {})}
 
 
-def role_scores(classifier, samples: list[Sample]) -> dict[str, np.ndarray]:
-    return run_batches(classifier, model_inputs(classifier.entry, samples))
+def role_scores(classifier, samples: list[Sample], side: int) -> dict[str, np.ndarray]:
+    return run_batches(classifier, model_inputs(classifier.entry, samples, side))
 
 
 def served_scores(models_dir: Path = MODELS_DIR, names: tuple[str, ...] | None = None) -> dict[str, dict]:
@@ -64,16 +70,17 @@ def served_scores(models_dir: Path = MODELS_DIR, names: tuple[str, ...] | None =
         for name in names
     }
     classifiers = None
+    side = decode_side(models)
     CACHE_DIR.mkdir(parents=True, exist_ok=True)
     for role in ROLES:
         views = models[role]["input"].get("views", ["identity"])
         suffix = "" if views == ["identity"] else "-" + "+".join(views)
-        cache = CACHE_DIR / f"{role}-{models[role]['sha256'][:12]}{suffix}.npz"
+        cache = CACHE_DIR / f"{role}-{models[role]['sha256'][:12]}{suffix}-decoded{side}.npz"
         stored = dict(np.load(cache)) if cache.exists() else {}
         for name in names:
             if f"{name}/logits" not in stored:
                 classifiers = classifiers or load_classifiers(Path(models_dir), "onnx", usable_cpus())
-                stored |= {f"{name}/{k}": v for k, v in role_scores(classifiers[role], sets[name]).items()}
+                stored |= {f"{name}/{k}": v for k, v in role_scores(classifiers[role], sets[name], side).items()}
                 np.savez(cache, **stored)
             result[name][role] = stored[f"{name}/logits"]
             if f"{name}/gate" in stored:

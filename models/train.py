@@ -25,7 +25,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from models.data import Sample, label_indices, load_pixels, load_samples, write_split
+from models.data import Sample, half, label_indices, load_pixels, load_samples, write_split
 from models.metrics import balanced_accuracy
 from models.nets import MODELS_DIR, WEIGHTS_DIR, ExponentialAverage, build_model, logits_of, normalise, weights_path
 from models.specs import SAMPLING_POWER, STUDENTS
@@ -142,7 +142,9 @@ class Pixels:
 
 def load_data(config: TrainConfig, samples: list[Sample]) -> Pixels:
     train = [s for s in samples if s.split == "train"]
-    val = [s for s in samples if s.split == "val"]
+    # the validation curves read the fit half of the validation lesions; the report half stays unseen until
+    # make evaluate
+    val = [s for s in samples if s.split == "val" and half(s.lesion_id) == "fit"]
     started = time.time()
     pixels = Pixels(
         x_train=torch.from_numpy(load_pixels(train, config.imgsz)),

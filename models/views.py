@@ -32,12 +32,13 @@ def study(models_dir: Path = MODELS_DIR) -> dict:
     """``{role: {"identity+<view>": score}}`` (``"identity"`` alone included) for every role and view."""
     sets = named_sets()
     classifiers = load_classifiers(models_dir, "onnx", usable_cpus())
+    side = max(classifier.entry.size for classifier in classifiers.values())  # as serving decodes
     report = {}
     for role in ROLES:
         classifier = classifiers[role]
         base = classifier.entry
         classifier.entry = dataclasses.replace(base, views=("identity",))  # each view is applied below, alone
-        pixels = {name: model_inputs(base, sets[name]) for name in SELECTION_SETS}
+        pixels = {name: model_inputs(base, sets[name], side) for name in SELECTION_SETS}
         logs = {  # a pair is then the mean of two, as serving averages them
             view: {name: run_batches(classifier, transform(pixels[name]))["logits"] for name in SELECTION_SETS}
             for view, transform in VIEWS.items()

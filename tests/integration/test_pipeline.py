@@ -234,3 +234,26 @@ def test_command_line_analyses_several_photos(tmp_path):
     reports = [json.loads(line) for line in out.splitlines()]
     assert [r["status"] for r in reports] == ["done", "rejected"]
     assert set(reports[0]["result"]) == RESULT_FIELDS
+
+
+def test_evaluation_scores_a_photo_exactly_as_the_service_does(pipeline, tmp_path):
+    """``models.scores`` (what ``make evaluate``, ``models.fit`` and ``models.views`` read) decodes, crops and runs
+    a photo as infer does. A 600x450 JPEG is decoded at half its size by infer (the DCT scale that still covers the
+    reference's 192 px); an evaluation that decoded it in full read other pixels than the service."""
+    from models.data import Sample
+    from models.scores import decode_side, model_inputs, run_batches
+    from shared.analysis.calibration import calibrate
+
+    data = jpeg_bytes(LESION)
+    path = tmp_path / "lesion.jpg"
+    path.write_bytes(data)
+    manifest = json.loads((REPO / "models" / "manifest.json").read_text())["models"]
+    assert decode_side(manifest) == pipeline.decode_side
+    result = pipeline.analyze(data, "image/jpeg").result
+    sample = Sample(path, "lesion", "lesion", "nv", "test")
+    for role, classifier in pipeline.classifiers.items():
+        entry = classifier.entry
+        logits = run_batches(classifier, model_inputs(entry, [sample], pipeline.decode_side))["logits"]
+        evaluated = calibrate(logits, entry.temperature, entry.logit_bias)[0]
+        served = np.array([result[role]["scores"][label] for label in entry.labels])
+        np.testing.assert_allclose(evaluated, served, atol=1e-6, err_msg=role)

@@ -95,7 +95,7 @@ def rare_classes_problem(seed: int = 0) -> tuple[dict[str, np.ndarray], np.ndarr
 
 def test_the_assessment_balance_power_is_chosen_by_out_of_fold_balanced_accuracy():
     probs, y = rare_classes_problem()
-    power, study = fit.fit_balance(probs, y, ("diagnosis",))
+    power, study = fit.fit_balance(probs, y, ("diagnosis",), np.arange(len(y)))
     assert set(study) == set(fit.BALANCE_POWERS)
     assert power > 0.0 and study[power] == max(study.values()) > study[0.0]
 
@@ -103,8 +103,30 @@ def test_the_assessment_balance_power_is_chosen_by_out_of_fold_balanced_accuracy
 def test_the_assessment_balance_power_is_the_smallest_when_none_decides_better():
     y = np.repeat(np.arange(7), 10)
     probs = {"diagnosis": calibrate(6.0 * np.eye(7)[y], 1.0)}  # every answer is right at any power
-    power, study = fit.fit_balance(probs, y, ("diagnosis",))
+    power, study = fit.fit_balance(probs, y, ("diagnosis",), np.arange(len(y)))
     assert power == 0.0 and set(study.values()) == {1.0}
+
+
+def test_the_out_of_fold_assessment_never_fits_and_holds_out_images_of_one_lesion(monkeypatch):
+    probs, y = rare_classes_problem()
+    lesions = np.arange(len(y)) // 2  # two photos of every lesion
+    fitted_on = []
+    real_fit = fit.fit_combination
+
+    def recording_fit(probs_part, y_part, roles, balance):
+        fitted_on.append(probs_part["diagnosis"])
+        return real_fit(probs_part, y_part, roles, balance)
+
+    monkeypatch.setattr(fit, "fit_combination", recording_fit)
+    fit.out_of_fold_assessment(probs, y, ("diagnosis",), 1.0, lesions)
+    rows = {row.tobytes(): index for index, row in enumerate(probs["diagnosis"])}
+    assert len(fitted_on) == fit.BALANCE_REPEATS * fit.BALANCE_FOLDS
+    for part in fitted_on:
+        fitted = {lesions[rows[row.tobytes()]] for row in part}
+        held = set(lesions) - fitted
+        assert held, "each fold holds some lesions out"
+        counts = np.bincount(lesions[[rows[row.tobytes()] for row in part]], minlength=lesions.max() + 1)
+        assert set(counts[list(fitted)]) == {2}, "a lesion is fitted with both its photos or not at all"
 
 
 def test_a_second_model_with_its_own_errors_lifts_the_assessment_and_an_echo_does_not():
@@ -114,8 +136,10 @@ def test_a_second_model_with_its_own_errors_lifts_the_assessment_and_an_echo_doe
     independent = rng.normal(0.0, 1.5, (len(y), 7)) + 1.5 * np.eye(7)[y]
     labels = {"diagnosis": list(DIAGNOSIS_LABELS), "reference": list(DIAGNOSIS_LABELS)}
     no_prior = np.zeros(7)
-    echo = fit.assessment_out_of_fold({"diagnosis": first, "reference": first}, labels, y, no_prior)
-    lifted = fit.assessment_out_of_fold({"diagnosis": independent, "reference": first}, labels, y, no_prior)
+    echo = fit.assessment_out_of_fold({"diagnosis": first, "reference": first}, labels, y, no_prior, np.arange(len(y)))
+    lifted = fit.assessment_out_of_fold(
+        {"diagnosis": independent, "reference": first}, labels, y, no_prior, np.arange(len(y))
+    )
     alone = balanced_accuracy(y, first.argmax(1))
     assert abs(echo - alone) < 0.05 and lifted > echo + 0.05
 
