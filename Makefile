@@ -70,7 +70,8 @@ bench: install  ## speed and memory targets, written to bench/report.json
 
 PRETRAINED ?= wheel
 DEVICE ?= cpu
-train: install  ## fine-tune the reference, train the students, distil them from it (about 4 h on 2 CPU cores); PRETRAINED=official|PATH, DEVICE=0
+train: install  ## fine-tune the reference, train the students, distil them from it (about 4 h on 2 CPU cores; run again, it goes on where it stopped); PRETRAINED=official|FOLDER, DEVICE=0
+	$(PY) -m models.pretrained "$(PRETRAINED)"
 	PRETRAINED=$(PRETRAINED) DEVICE=$(DEVICE) $(PY) -m models.reference
 	PRETRAINED=$(if $(filter wheel,$(PRETRAINED)),scratch,$(PRETRAINED)) $(PY) -m models.train $(if $(DATA),--data "$(DATA)")
 	$(PY) -m models.gate

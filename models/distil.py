@@ -41,7 +41,7 @@ import os
 import shutil
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
@@ -49,6 +49,7 @@ import torch
 import torch.nn.functional as F
 
 from models import augment as strong
+from models import checkpoints
 from models.data import SHARED_DATA, label_indices, load_constant_pixels, load_model_pixels, named_sets
 from models.export import load_student, trained_on_shades_of_grey
 from models.fit import assessment_out_of_fold, training_log_prior
@@ -56,7 +57,7 @@ from models.metrics import auc, balanced_accuracy
 from models.nets import MODELS_DIR, WEIGHTS_DIR, build_model, logits_of, normalise, weights_path
 from models.scores import served_scores
 from models.specs import DISTIL, REFERENCE, STUDENTS, VIEWS
-from models.train import Pixels, TrainConfig, Trainer, load_matching, load_weights, predict, save
+from models.train import Pixels, TrainConfig, Trainer, load_matching, load_weights, predict, save, train_args
 from models.train import augment as mild
 from shared.analysis.calibration import calibrate, log_probs
 from shared.analysis.classifiers import session_options
@@ -188,7 +189,7 @@ def load_views(
         teacher_x = student_x if reuse else torch.from_numpy(load_constant_pixels(samples, REFERENCE["imgsz"]))
         student_input = None if shades_of_grey else student_x
         made = make_views(teacher_x, stored_sizes, views, seed, student_x=student_input, augmentation=augmentation)
-        np.savez(path, **made)
+        checkpoints.atomic_savez(path, **made)
     stored = np.load(path)
     return ViewCache(
         {size: stored[f"pixels_{size}"] for size in stored_sizes},
@@ -250,12 +251,11 @@ class DistilTrainer(Trainer):
         if correct:
             targets = corrected(targets, pixels.y_train.repeat(views))
         self.targets = targets.view(views, n, -1)
-        self.epoch = self.view = 0
+        self.view = 0
 
     def train_epoch(self) -> float:
         self.view = self.epoch % len(self.cache.teacher_logits)
         self.view_pixels = torch.from_numpy(self.cache.view(self.config.imgsz, self.view))
-        self.epoch += 1
         return super().train_epoch()
 
     def batch_loss(self, batch: torch.Tensor) -> torch.Tensor:
@@ -274,12 +274,14 @@ def reads_shades_of_grey(name: str, served_dir: Path = WEIGHTS_DIR) -> bool:
 
 def load_served(model: torch.nn.Module, name: str, served_dir: Path = WEIGHTS_DIR) -> None:
     """Copy the matching tensors of ``name``'s weights in ``served_dir`` (torch file, else the ONNX file) into
-    ``model``; a missing file leaves it as it is."""
+    ``model``; neither there is an error, not a silent start from fresh weights."""
     served = weights_path(name, STUDENTS[name]["arch"], served_dir)
     if served.exists():
         load_weights(model, served)
     elif served.with_suffix(".onnx").exists():
         load_matching(model, state_dict_from_onnx(served.with_suffix(".onnx")))
+    else:
+        raise FileNotFoundError(f"{served} (or its .onnx): no {name} weights to start from")
 
 
 def starting_model(config: TrainConfig, served_dir: Path = WEIGHTS_DIR) -> tuple[torch.nn.Module, list[dict]]:
@@ -388,8 +390,25 @@ def distil_one(
     )
     model, earlier = student_start(config, recipe.from_scratch, resume)
     gen = torch.Generator().manual_seed(seed)
+    run = {  # what makes two runs the same run (a checkpoint of another is not gone on from)
+        **train_args(config, config.epochs),
+        **asdict(recipe),
+        "teacher": hashlib.sha256(TEACHER.read_bytes()).hexdigest()[:12],
+        "views": len(cache.teacher_logits),
+        "fresh_views": cache.source is not None,
+        "shades_of_grey": shades_of_grey,
+        "resume": resume,
+        "earlier_epochs": len(earlier),
+    }
+    checkpoint = BUILD_DIR / f"{config.out.stem}.ckpt"
     trainer = DistilTrainer(config, model, pixels, gen, cache, recipe.correct_teacher, recipe.alpha)
-    history = [{**row, "stage": "distil"} for row in trainer.fit()]
+    done = checkpoints.finished(checkpoint, run, config.epochs)
+    if done is not None:  # its weights are written again from the checkpoint, in case the run stopped before
+        trainer.ema.module.load_state_dict(done["ema"])
+        rows = done["history"]
+    else:
+        rows = trainer.fit(checkpoint, run)
+    history = [{**row, "stage": "distil"} for row in rows]
     extra = {
         "data": "HAM10000 train + PAD-UFES-20 train",
         **({"colour_constancy": "shades_of_grey"} if shades_of_grey else {}),

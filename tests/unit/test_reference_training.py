@@ -1,13 +1,18 @@
-"""The reference trainer resumes where it stopped: weights, EMA, optimiser, schedule, sampler and curves."""
+"""Training resumes where it stopped (weights, EMA, optimiser, schedule, sampler and curves), only for the recipe
+that wrote the checkpoint, and a run killed while writing one leaves the one before intact."""
 
 from __future__ import annotations
 
 import math
+from pathlib import Path
 
+import pytest
 import torch
 
+from models import checkpoints
 from models.nets import ExponentialAverage
-from models.reference import restore, save_checkpoint
+
+RECIPE = {"epochs": 4, "lr": 1e-2}
 
 
 def parts_for(model: torch.nn.Module) -> tuple[dict, ExponentialAverage]:
@@ -36,11 +41,11 @@ def test_a_resumed_run_continues_exactly_like_an_uninterrupted_one(tmp_path):
     for _ in range(3):
         step(straight, straight_ema, gen_straight)
         step(first, first_ema, gen_first)
-    save_checkpoint(tmp_path / "last.ckpt", first, first_ema, gen_first, [{"epoch": 1}])
+    checkpoints.save(tmp_path / "last.ckpt", RECIPE, first, first_ema, gen_first, [{"epoch": 1}])
 
     resumed, resumed_ema = parts_for(torch.nn.Linear(4, 2))
     gen_resumed = torch.Generator().manual_seed(99)
-    assert restore(tmp_path / "last.ckpt", resumed, resumed_ema, gen_resumed, "cpu") == [{"epoch": 1}]
+    assert checkpoints.restore(tmp_path / "last.ckpt", RECIPE, resumed, resumed_ema, gen_resumed) == [{"epoch": 1}]
     for _ in range(3):
         step(straight, straight_ema, gen_straight)
         step(resumed, resumed_ema, gen_resumed)
@@ -52,4 +57,31 @@ def test_a_resumed_run_continues_exactly_like_an_uninterrupted_one(tmp_path):
 
 def test_no_checkpoint_means_a_fresh_start(tmp_path):
     parts, ema = parts_for(torch.nn.Linear(4, 2))
-    assert restore(tmp_path / "absent.ckpt", parts, ema, torch.Generator(), "cpu") == []
+    assert checkpoints.restore(tmp_path / "absent.ckpt", RECIPE, parts, ema, torch.Generator()) == []
+
+
+def test_a_checkpoint_of_another_recipe_is_not_gone_on_from(tmp_path):
+    parts, ema = parts_for(torch.nn.Linear(4, 2))
+    checkpoints.save(tmp_path / "last.ckpt", RECIPE, parts, ema, torch.Generator(), [{"epoch": 1}, {"epoch": 2}])
+    longer = {**RECIPE, "epochs": 8}
+    assert checkpoints.restore(tmp_path / "last.ckpt", longer, parts, ema, torch.Generator()) == []
+    assert checkpoints.finished(tmp_path / "last.ckpt", RECIPE, 2) is not None
+    assert checkpoints.finished(tmp_path / "last.ckpt", RECIPE, 3) is None, "two epochs of three: not done"
+    assert checkpoints.finished(tmp_path / "last.ckpt", longer, 2) is None
+
+
+def test_a_run_killed_while_writing_a_checkpoint_leaves_the_last_one_whole(tmp_path, monkeypatch):
+    parts, ema = parts_for(torch.nn.Linear(4, 2))
+    path = tmp_path / "last.ckpt"
+    checkpoints.save(path, RECIPE, parts, ema, torch.Generator(), [{"epoch": 1}])
+    real_save = torch.save
+
+    def killed(obj, target):
+        Path(target).write_bytes(b"PK\x03\x04 half a zip")  # what a kill mid-write leaves
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(torch, "save", killed)
+    with pytest.raises(KeyboardInterrupt):
+        checkpoints.save(path, RECIPE, parts, ema, torch.Generator(), [{"epoch": 1}, {"epoch": 2}])
+    monkeypatch.setattr(torch, "save", real_save)
+    assert checkpoints.restore(path, RECIPE, parts, ema, torch.Generator()) == [{"epoch": 1}]

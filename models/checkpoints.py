@@ -1,0 +1,100 @@
+"""Per-epoch checkpoints, so that a training run cut off at any moment goes on where it stopped when the same
+command runs again.
+
+A checkpoint holds the model, its EMA, the optimiser, the schedule, the sampler's generator and the curves so far,
+with a key of the recipe that wrote it: a run with another recipe (epochs, learning rate, pretrained source, seed...)
+starts afresh instead of going on from it. Every file is written whole or not at all (a temporary file, then a
+rename), so a run killed while writing leaves the previous checkpoint intact.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from models.nets import ExponentialAverage
+
+
+def atomic_save(obj: Any, path: Path) -> None:
+    """``torch.save`` to a temporary file beside ``path``, then rename it over ``path``."""
+    temporary = path.with_name(path.name + ".partial")
+    torch.save(obj, temporary)
+    os.replace(temporary, path)
+
+
+def atomic_savez(path: Path, **arrays: np.ndarray) -> None:
+    """``np.savez`` to a temporary file beside ``path``, then rename it over ``path``."""
+    temporary = path.with_name(path.stem + ".partial.npz")
+    np.savez(temporary, **arrays)
+    os.replace(temporary, path)
+
+
+def atomic_write_text(path: Path, text: str) -> None:
+    temporary = path.with_name(path.name + ".partial")
+    temporary.write_text(text)
+    os.replace(temporary, path)
+
+
+def recipe_key(recipe: dict) -> str:
+    """A short digest of everything that makes two runs the same run."""
+    return hashlib.sha256(json.dumps(recipe, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+def save(
+    path: Path, recipe: dict, parts: dict, ema: ExponentialAverage, gen: torch.Generator, history: list[dict]
+) -> None:
+    """Everything :func:`restore` needs to go on exactly where training stopped."""
+    state = {key: part.state_dict() for key, part in parts.items()}
+    atomic_save(
+        {
+            **state,
+            "recipe": recipe_key(recipe),
+            "ema_steps": ema.steps,
+            "gen": gen.get_state(),
+            "torch_rng": torch.get_rng_state(),
+            "history": history,
+        },
+        path,
+    )
+
+
+def load(path: Path, recipe: dict, device: str = "cpu") -> dict | None:
+    """The checkpoint at ``path`` if ``recipe`` wrote it, else None (none there, or another recipe's: said)."""
+    if not path.exists():
+        return None
+    state = torch.load(path, map_location=device, weights_only=False)
+    if state.get("recipe") != recipe_key(recipe):
+        print(f"{path} was written by another recipe: starting afresh", flush=True)
+        return None
+    return state
+
+
+def restore(
+    path: Path, recipe: dict, parts: dict, ema: ExponentialAverage, gen: torch.Generator, device: str = "cpu"
+) -> list[dict]:
+    """Load ``recipe``'s checkpoint into ``parts`` (state_dict holders), the EMA step count and the generators;
+    return the curves so far (empty when there is none to go on from)."""
+    state = load(path, recipe, device)
+    if state is None:
+        return []
+    for key, part in parts.items():
+        part.load_state_dict(state[key])
+    ema.steps = state["ema_steps"]
+    gen.set_state(state["gen"])
+    torch.set_rng_state(state["torch_rng"])
+    print(f"{path.name}: resumed after epoch {len(state['history'])}", flush=True)
+    return state["history"]
+
+
+def finished(path: Path, recipe: dict, epochs: int) -> dict | None:
+    """``recipe``'s last checkpoint if it says all ``epochs`` are done, else None."""
+    state = load(path, recipe)
+    if state is None or len(state["history"]) < epochs:
+        return None
+    return state
