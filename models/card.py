@@ -7,7 +7,7 @@ from pathlib import Path
 from string import Template
 
 from models.curves import learning_rates, resolution_experiments
-from models.specs import DISTIL
+from models.specs import DISTIL, REFERENCE_NAME
 
 TEMPLATE = Path(__file__).resolve().parent / "card_template.md"
 EXPERIMENTS_TEMPLATE = TEMPLATE.parent / "experiments_template.md"
@@ -341,7 +341,7 @@ def render(metrics: dict, manifest: dict, histories: dict, experiments: dict) ->
         gate_method=manifest["gate"]["method"],
         objective=a["objective"],
         balance_study=", ".join(f"{power}: {score:.3f}" for power, score in a["balance_study"].items()),
-        reference_schedule=schedule(histories["reference-efficientnet-lite0"]),
+        reference_schedule=schedule(histories[REFERENCE_NAME]),
         distillation=distillation(manifest, histories),
         size_studies=size_studies(experiments),
     )

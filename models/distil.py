@@ -56,7 +56,7 @@ from models.fit import assessment_out_of_fold, training_log_prior
 from models.metrics import auc, balanced_accuracy
 from models.nets import MODELS_DIR, WEIGHTS_DIR, build_model, logits_of, normalise, weights_path
 from models.scores import served_scores
-from models.specs import DISTIL, REFERENCE, STUDENTS, VIEWS
+from models.specs import DISTIL, REFERENCE, REFERENCE_NAME, STUDENTS, VIEWS
 from models.train import Pixels, TrainConfig, Trainer, load_matching, load_weights, predict, save, train_args
 from models.train import augment as mild
 from shared.analysis.calibration import calibrate, log_probs
@@ -67,7 +67,7 @@ from shared.analysis.threads import usable_cpus
 from shared.labels import BINARY_LABELS, DIAGNOSIS_LABELS, MALIGNANT
 
 BUILD_DIR = MODELS_DIR.parent / "build" / "distil"
-TEACHER = WEIGHTS_DIR / "reference-efficientnet-lite0.onnx"
+TEACHER = WEIGHTS_DIR / f"{REFERENCE_NAME}.onnx"
 # The views' augmentation: the teacher's strong colour and scale augmentation, or the from-scratch students' own.
 AUGMENTATIONS = {"strong": strong.augment, "mild": mild}
 

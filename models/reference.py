@@ -6,7 +6,7 @@ Runs the stages of ``models.specs.REFERENCE`` in order, each starting from the p
 Resumable (``models.checkpoints``): a checkpoint (model, EMA, optimiser, schedule, sampler state, curves) is written
 after every epoch to ``build/reference/<stage>.ckpt`` and picked up by the next run of the same recipe; a stage
 whose ``<stage>.pth`` is written and whose checkpoint is complete is skipped; another recipe starts it afresh. The last stage's EMA weights are ``build/reference/reference.pth``;
-the curves of every stage go to ``models/weights/reference-efficientnet-lite0.history.json``.
+the curves of every stage go to ``models/weights/<REFERENCE_NAME>.history.json``.
 """
 
 from __future__ import annotations
@@ -28,12 +28,12 @@ from models.data import SHARED_DATA, load_constant_pixels, load_external, named_
 from models.metrics import balanced_accuracy
 from models.nets import ExponentialAverage, normalise
 from models.pretrained import efficientnet_lite
-from models.specs import REFERENCE
+from models.specs import REFERENCE, REFERENCE_NAME
 
 MODELS_DIR = Path(__file__).resolve().parent
 BUILD_DIR = MODELS_DIR.parent / "build" / "reference"
 PAD_SPLIT = MODELS_DIR / "pad_split.csv"
-HISTORY = MODELS_DIR / "weights" / "reference-efficientnet-lite0.history.json"
+HISTORY = MODELS_DIR / "weights" / f"{REFERENCE_NAME}.history.json"
 
 
 def training_data(spec: dict, data_root: Path, imgsz: int) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:

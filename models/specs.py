@@ -49,6 +49,8 @@ REFERENCE = dict(
     # Run in order, each from the previous stage's EMA weights (one stage: the whole network from ImageNet).
     stages=(dict(name="full", epochs=4, imgsz=192, lr=1e-3, frozen_blocks=0, freeze_bn=False),),
 )
+# models/weights/<REFERENCE_NAME>.onnx and .history.json
+REFERENCE_NAME = "reference-" + REFERENCE["arch"].replace("_", "-")
 
 # Knowledge distillation of the students from the reference (``models.distil``): soft targets at temperature T,
 # weighted ALPHA against the labels' cross-entropy, on ``views`` cached augmented views of the training images.
