@@ -249,7 +249,7 @@ STUDENTS_RULE = "the students' rule"
 
 
 def reference_runs(experiments: dict) -> str:
-    """One line per longer reference run judged by the students' rule: its fit-set figures as it would be served
+    """One line per reference run judged by a rule fixed before it: its fit-set figures as it would be served
     against the served reference's, the assessment's out-of-fold balanced accuracy with it, and the verdict."""
     lines = []
     for name, history in experiments.items():
@@ -270,7 +270,8 @@ def reference_runs(experiments: dict) -> str:
             else ""
         )
         lines.append(
-            f"- {len(rows)} epochs at {rows[-1]['imgsz']} px{f', seed {seed}' if seed is not None else ''} "
+            f"- {history['train_args']['model']}, {len(rows)} epochs at {rows[-1]['imgsz']} px"
+            f"{f', seed {seed}' if seed is not None else ''} "
             f"({minutes:.0f} min), validation balanced accuracy {rows[-1]['val_balanced_accuracy']:.3f}; judged by "
             f"{record.get('judged_by', STUDENTS_RULE)} before any report figure: "
             f"{fit_figures(record['candidate'], record['sets'])} on {' + '.join(record['candidate']['views'])} against "
