@@ -21,24 +21,34 @@ import torch
 from models.nets import ExponentialAverage
 
 
+def _atomically(write, path: Path, temporary: Path) -> None:
+    """``write(temporary)``, then rename it over ``path``; a failed write leaves no temporary file behind."""
+    try:
+        write(temporary)
+        os.replace(temporary, path)
+    finally:
+        temporary.unlink(missing_ok=True)
+
+
 def atomic_save(obj: Any, path: Path) -> None:
     """``torch.save`` to a temporary file beside ``path``, then rename it over ``path``."""
-    temporary = path.with_name(path.name + ".partial")
-    torch.save(obj, temporary)
-    os.replace(temporary, path)
+    _atomically(lambda temporary: torch.save(obj, temporary), path, path.with_name(path.name + ".partial"))
 
 
 def atomic_savez(path: Path, **arrays: np.ndarray) -> None:
     """``np.savez`` to a temporary file beside ``path``, then rename it over ``path``."""
-    temporary = path.with_name(path.stem + ".partial.npz")
-    np.savez(temporary, **arrays)
-    os.replace(temporary, path)
+    _atomically(lambda temporary: np.savez(temporary, **arrays), path, path.with_name(path.stem + ".partial.npz"))
 
 
 def atomic_write_text(path: Path, text: str) -> None:
-    temporary = path.with_name(path.name + ".partial")
-    temporary.write_text(text)
-    os.replace(temporary, path)
+    _atomically(lambda temporary: temporary.write_text(text), path, path.with_name(path.name + ".partial"))
+
+
+def digest(path: Path | None) -> str | None:
+    """The first 12 hex digits of a file's sha256 (None for no file): starting weights, in a recipe."""
+    if path is None or not path.exists():
+        return None
+    return hashlib.sha256(path.read_bytes()).hexdigest()[:12]
 
 
 def recipe_key(recipe: dict) -> str:
@@ -64,23 +74,22 @@ def save(
     )
 
 
-def load(path: Path, recipe: dict, device: str = "cpu") -> dict | None:
-    """The checkpoint at ``path`` if ``recipe`` wrote it, else None (none there, or another recipe's: said)."""
+def load(path: Path, recipe: dict) -> dict | None:
+    """The checkpoint at ``path`` if ``recipe`` wrote it, else None (none there, or another recipe's: said). It is
+    read onto the CPU (the generators' states must be); ``load_state_dict`` puts tensors where the model is."""
     if not path.exists():
         return None
-    state = torch.load(path, map_location=device, weights_only=False)
+    state = torch.load(path, map_location="cpu", weights_only=False)
     if state.get("recipe") != recipe_key(recipe):
         print(f"{path} was written by another recipe: starting afresh", flush=True)
         return None
     return state
 
 
-def restore(
-    path: Path, recipe: dict, parts: dict, ema: ExponentialAverage, gen: torch.Generator, device: str = "cpu"
-) -> list[dict]:
+def restore(path: Path, recipe: dict, parts: dict, ema: ExponentialAverage, gen: torch.Generator) -> list[dict]:
     """Load ``recipe``'s checkpoint into ``parts`` (state_dict holders), the EMA step count and the generators;
     return the curves so far (empty when there is none to go on from)."""
-    state = load(path, recipe, device)
+    state = load(path, recipe)
     if state is None:
         return []
     for key, part in parts.items():

@@ -272,16 +272,23 @@ def reads_shades_of_grey(name: str, served_dir: Path = WEIGHTS_DIR) -> bool:
     return history.exists() and trained_on_shades_of_grey(json.loads(history.read_text())["train_args"])
 
 
-def load_served(model: torch.nn.Module, name: str, served_dir: Path = WEIGHTS_DIR) -> None:
-    """Copy the matching tensors of ``name``'s weights in ``served_dir`` (torch file, else the ONNX file) into
-    ``model``; neither there is an error, not a silent start from fresh weights."""
+def served_file(name: str, served_dir: Path = WEIGHTS_DIR) -> Path:
+    """``name``'s weights in ``served_dir``: the torch file, else the ONNX file; neither there is an error, not a
+    silent start from fresh weights."""
     served = weights_path(name, STUDENTS[name]["arch"], served_dir)
-    if served.exists():
-        load_weights(model, served)
-    elif served.with_suffix(".onnx").exists():
-        load_matching(model, state_dict_from_onnx(served.with_suffix(".onnx")))
+    for path in (served, served.with_suffix(".onnx")):
+        if path.exists():
+            return path
+    raise FileNotFoundError(f"{served} (or its .onnx): no {name} weights to start from")
+
+
+def load_served(model: torch.nn.Module, name: str, served_dir: Path = WEIGHTS_DIR) -> None:
+    """Copy the matching tensors of ``name``'s weights in ``served_dir`` into ``model``."""
+    path = served_file(name, served_dir)
+    if path.suffix == ".onnx":
+        load_matching(model, state_dict_from_onnx(path))
     else:
-        raise FileNotFoundError(f"{served} (or its .onnx): no {name} weights to start from")
+        load_weights(model, path)
 
 
 def starting_model(config: TrainConfig, served_dir: Path = WEIGHTS_DIR) -> tuple[torch.nn.Module, list[dict]]:
@@ -361,6 +368,14 @@ def student_start(
     return starting_model(config, BUILD_DIR if resume else served_dir)
 
 
+def starting_file(config: TrainConfig, from_scratch: bool, resume: bool) -> Path | None:
+    """The weights :func:`student_start` starts from (None: fresh weights)."""
+    if from_scratch:
+        source = config.spec.get("init_from")
+        return served_file(source) if source else None
+    return served_file(config.name, BUILD_DIR if resume else WEIGHTS_DIR)
+
+
 def distil_one(
     name: str,
     cache: ViewCache,
@@ -398,6 +413,8 @@ def distil_one(
         "fresh_views": cache.source is not None,
         "shades_of_grey": shades_of_grey,
         "resume": resume,
+        "seed": seed,
+        "start": checkpoints.digest(starting_file(config, recipe.from_scratch, resume)),
         "earlier_epochs": len(earlier),
     }
     checkpoint = BUILD_DIR / f"{config.out.stem}.ckpt"

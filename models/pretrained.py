@@ -61,7 +61,9 @@ def pretrained_source(arch: str, source: str) -> str:
         return f"ImageNet EfficientNet-{variant.title()} (PyPI {package} {version(package)}, sha256-verified)"
     if source == "official":
         return f"ImageNet {arch} (timm, downloaded)"
-    return f"ImageNet {arch} from the local file {local_file(source, f'efficientnet*{variant}*').name}"
+    if source in ("scratch", "none"):
+        return "none: trained from random weights"
+    return f"ImageNet {arch} from the local path {source}"
 
 
 def map_by_order(donor: dict[str, torch.Tensor], model: torch.nn.Module) -> dict[str, torch.Tensor]:
@@ -125,13 +127,15 @@ def load_matching(model: torch.nn.Module, path: Path) -> int:
     matching = {k: v for k, v in donor.items() if k in own and v.shape == own[k].shape}
     if not matching and len(donor) == len(own):
         matching = map_by_order(donor, model)
-    if len(matching) < MIN_MATCHED_SHARE * len(own):
+    counted = [key for key in own if not key.endswith("num_batches_tracked")]  # files often leave these out
+    found = sum(key in matching for key in counted)
+    if found < MIN_MATCHED_SHARE * len(counted):
         raise ValueError(
-            f"{path}: {len(matching)} of the {len(own)} tensors of {type(model).__name__} fit; "
+            f"{path}: {found} of the {len(counted)} tensors of {type(model).__name__} fit; "
             "is it the file for this architecture?"
         )
     model.load_state_dict(matching, strict=False)
-    print(f"{type(model).__name__}: {len(matching)} of {len(own)} tensors from {path}", flush=True)
+    print(f"{type(model).__name__}: {found} of {len(counted)} tensors from {path}", flush=True)
     return len(matching)
 
 

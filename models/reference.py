@@ -5,8 +5,9 @@
 Runs the stages of ``models.specs.REFERENCE`` in order, each starting from the previous stage's EMA weights.
 Resumable (``models.checkpoints``): a checkpoint (model, EMA, optimiser, schedule, sampler state, curves) is written
 after every epoch to ``build/reference/<stage>.ckpt`` and picked up by the next run of the same recipe; a stage
-whose ``<stage>.pth`` is written and whose checkpoint is complete is skipped; another recipe starts it afresh. The last stage's EMA weights are ``build/reference/reference.pth``;
-the curves of every stage go to ``models/weights/<REFERENCE_NAME>.history.json``.
+whose checkpoint is complete is skipped (its ``<stage>.pth`` written again from it); another recipe starts it
+afresh. The last stage's EMA weights are ``build/reference/reference.pth``; the curves of every stage go to
+``models/weights/<REFERENCE_NAME>.history.json``.
 """
 
 from __future__ import annotations
@@ -152,10 +153,8 @@ def write_history(spec: dict, pretrained: str, history: list[dict]) -> None:
 
 
 def finished_stage(stage: dict, recipe: dict) -> dict | None:
-    """The last checkpoint of a stage that is done (its weights written and its checkpoint, by this recipe,
-    complete), None for a stage still to run or to resume."""
-    if not (BUILD_DIR / f"{stage['name']}.pth").exists():
-        return None
+    """The last checkpoint of a stage that this recipe has run to its end, None for a stage still to run or to
+    resume."""
     return checkpoints.finished(BUILD_DIR / f"{stage['name']}.ckpt", recipe, stage["epochs"])
 
 
@@ -193,7 +192,7 @@ def run_stage(
         optimiser, lambda s: min(1.0, (s + 1) / (steps // 2)) * 0.5 * (1 + math.cos(math.pi * min(s, total) / total))
     )
     parts = {"model": model, "ema": ema.module, "optimiser": optimiser, "schedule": schedule}
-    history = checkpoints.restore(ckpt_path, recipe, parts, ema, gen, device)
+    history = checkpoints.restore(ckpt_path, recipe, parts, ema, gen)
     for epoch in range(len(history) + 1, epochs + 1):
         tic = time.time()
         loss = train_epoch(model, ema, optimiser, schedule, x, y, spec, gen)
@@ -222,10 +221,18 @@ def run(spec: dict, pretrained: str, data_root: Path, seed: int = 0, device: str
     init = None
     for stage in spec["stages"]:
         # what makes two runs of a stage the same run: a different one starts the stage afresh
-        recipe = {"spec": spec, "stage": stage, "pretrained": pretrained, "seed": seed, "data": str(data_root)}
+        recipe = {
+            "spec": spec,
+            "stage": stage,
+            "pretrained": pretrained,
+            "seed": seed,
+            "data": str(data_root),
+            "start": checkpoints.digest(init),  # the previous stage's weights
+        }
         done = finished_stage(stage, recipe)
-        if done is not None:
-            print(f"[{stage['name']}] done: {BUILD_DIR / stage['name']}.pth", flush=True)
+        if done is not None:  # its weights are written again from the checkpoint, in case the run stopped before
+            print(f"[{stage['name']}] done: {BUILD_DIR / stage['name']}.ckpt", flush=True)
+            checkpoints.atomic_save(done["ema"], BUILD_DIR / f"{stage['name']}.pth")
             history += done["history"]
             gen.set_state(done["gen"])  # the next stage draws as it would after an uninterrupted run
         else:

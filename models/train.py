@@ -179,6 +179,15 @@ def starting_model(config: TrainConfig) -> tuple[torch.nn.Module, list[dict]]:
     return model, []
 
 
+def starting_file(config: TrainConfig) -> Path | None:
+    """The weights :func:`starting_model` starts from (None: fresh or ImageNet weights, named in the recipe)."""
+    if config.resume:
+        return config.out
+    if config.spec.get("init_from"):
+        return weights_path(config.spec["init_from"], config.arch, config.weights_dir)
+    return None
+
+
 class Trainer:
     """AdamW with a one-epoch warm-up and cosine decay, class-balanced sampling, EMA weights validated each epoch."""
 
@@ -312,7 +321,7 @@ def train_one(config: TrainConfig, samples: list[Sample]) -> Path:
     recipe = {
         **train_args(config, config.epochs),
         "pretrained": config.pretrained,
-        "init_from": config.spec.get("init_from"),
+        "start": checkpoints.digest(starting_file(config)),
         "earlier_epochs": len(earlier),  # --resume: these weights, not the ones the next --resume starts from
     }
     checkpoint = CHECKPOINT_DIR / f"{config.out.stem}.ckpt"

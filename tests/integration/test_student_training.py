@@ -142,6 +142,27 @@ def test_a_run_cut_off_goes_on_where_it_stopped_and_ends_as_an_uninterrupted_one
     assert all(torch.equal(tensor, weights(cut)[key]) for key, tensor in straight.items())
 
 
+def test_a_finished_run_is_run_again_when_the_weights_it_started_from_have_changed(tmp_path, monkeypatch):
+    """The binary student starts from the diagnosis student's weights: retraining the diagnosis student makes the
+    binary student's finished run another run, not one to skip."""
+    data = tiny_ham(tmp_path / "ham")
+    monkeypatch.setattr(train, "WEIGHTS_DIR", tmp_path / "weights")
+    monkeypatch.setattr(train, "CHECKPOINT_DIR", tmp_path / "checkpoints")
+    common = ["--data", str(data), "--batch", "8", "--imgsz", str(SIZE), "--epochs", "1"]
+    common += ["--split-file", str(tmp_path / "split.csv")]
+    epoch, epochs_trained = train.Trainer.train_epoch, []
+    monkeypatch.setattr(
+        train.Trainer, "train_epoch", lambda self: epochs_trained.append(self.config.name) or epoch(self)
+    )
+    train.main([*common, "--model", "diagnosis"])
+    train.main([*common, "--model", "binary"])
+    train.main([*common, "--model", "binary"])  # finished, same start: not run again
+    assert epochs_trained == ["diagnosis", "binary"]
+    train.main([*common, "--model", "diagnosis", "--lr", "5e-4"])  # another diagnosis model
+    train.main([*common, "--model", "binary"])
+    assert epochs_trained == ["diagnosis", "binary", "diagnosis", "binary"]
+
+
 def test_the_config_takes_the_specs_values_unless_overridden(tmp_path):
     config = train.TrainConfig.of("binary", tmp_path)
     assert (config.arch, config.epochs, config.lr, config.imgsz) == ("yolo11n-cls.yaml", 10, 1e-3, 128)

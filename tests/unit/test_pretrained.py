@@ -91,6 +91,17 @@ def test_a_file_that_fills_only_a_few_of_the_models_tensors_is_refused_not_half_
         load_matching(model, path)
 
 
+def test_a_file_without_batch_norm_counters_still_fills_the_model(tmp_path):
+    from models.nets import build_model
+    from shared.labels import DIAGNOSIS_LABELS
+
+    donor = build_model("resnet50", DIAGNOSIS_LABELS, "scratch").state_dict()
+    path = tmp_path / "resnet50-no-counters.pth"
+    torch.save({k: v for k, v in donor.items() if not k.endswith("num_batches_tracked")}, path)
+    model = build_model("resnet50", DIAGNOSIS_LABELS, str(path))
+    assert torch.equal(model.conv1.weight, donor["conv1.weight"])
+
+
 def test_a_folder_gives_each_architecture_its_own_file_and_make_train_checks_them_first(tmp_path, monkeypatch):
     from models.nets import build_model
     from shared.labels import DIAGNOSIS_LABELS

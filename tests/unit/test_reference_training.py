@@ -85,3 +85,4 @@ def test_a_run_killed_while_writing_a_checkpoint_leaves_the_last_one_whole(tmp_p
         checkpoints.save(path, RECIPE, parts, ema, torch.Generator(), [{"epoch": 1}, {"epoch": 2}])
     monkeypatch.setattr(torch, "save", real_save)
     assert checkpoints.restore(path, RECIPE, parts, ema, torch.Generator()) == [{"epoch": 1}]
+    assert [file.name for file in tmp_path.iterdir()] == ["last.ckpt"], "no half-written file is left behind"
