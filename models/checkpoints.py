@@ -45,10 +45,22 @@ def atomic_write_text(path: Path, text: str) -> None:
 
 
 def digest(path: Path | None) -> str | None:
-    """The first 12 hex digits of a file's sha256 (None for no file): starting weights, in a recipe."""
+    """A short digest of the weights in a file, for a recipe's starting weights (None for no file). Torch files are
+    digested by their tensors, not their bytes, so weights written again unchanged (from a checkpoint, with a new
+    date) keep their digest; other files (ONNX) by their bytes."""
     if path is None or not path.exists():
         return None
-    return hashlib.sha256(path.read_bytes()).hexdigest()[:12]
+    hashed = hashlib.sha256()
+    if path.suffix in (".pt", ".pth"):
+        weights = torch.load(path, map_location="cpu", weights_only=False)
+        if isinstance(weights, dict) and isinstance(weights.get("model"), torch.nn.Module):  # ultralytics
+            weights = weights["model"].state_dict()
+        for key in sorted(weights):
+            hashed.update(key.encode())
+            hashed.update(weights[key].detach().contiguous().numpy().tobytes())
+    else:
+        hashed.update(path.read_bytes())
+    return hashed.hexdigest()[:12]
 
 
 def recipe_key(recipe: dict) -> str:

@@ -222,7 +222,7 @@ def run(spec: dict, pretrained: str, data_root: Path, seed: int = 0, device: str
     for stage in spec["stages"]:
         # what makes two runs of a stage the same run: a different one starts the stage afresh
         recipe = {
-            "spec": spec,
+            "spec": {key: value for key, value in spec.items() if key != "stages"},  # later stages do not count
             "stage": stage,
             "pretrained": pretrained,
             "seed": seed,

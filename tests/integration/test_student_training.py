@@ -156,7 +156,8 @@ def test_a_finished_run_is_run_again_when_the_weights_it_started_from_have_chang
     )
     train.main([*common, "--model", "diagnosis"])
     train.main([*common, "--model", "binary"])
-    train.main([*common, "--model", "binary"])  # finished, same start: not run again
+    train.main([*common, "--model", "diagnosis"])  # finished: its weights are written again, with a new date
+    train.main([*common, "--model", "binary"])  # finished, from the same weights: not run again
     assert epochs_trained == ["diagnosis", "binary"]
     train.main([*common, "--model", "diagnosis", "--lr", "5e-4"])  # another diagnosis model
     train.main([*common, "--model", "binary"])

@@ -86,3 +86,56 @@ def test_a_run_killed_while_writing_a_checkpoint_leaves_the_last_one_whole(tmp_p
     monkeypatch.setattr(torch, "save", real_save)
     assert checkpoints.restore(path, RECIPE, parts, ema, torch.Generator()) == [{"epoch": 1}]
     assert [file.name for file in tmp_path.iterdir()] == ["last.ckpt"], "no half-written file is left behind"
+
+
+def test_weights_written_again_unchanged_keep_their_digest_and_changed_ones_do_not(tmp_path):
+    model = torch.nn.Linear(4, 2)
+    torch.save(model.state_dict(), tmp_path / "first.pth")
+    torch.save({"ema": model.state_dict()}, tmp_path / "last.ckpt")  # as a checkpoint holds them
+    checkpoints.atomic_save(torch.load(tmp_path / "last.ckpt")["ema"], tmp_path / "again.pth")
+    assert (tmp_path / "first.pth").read_bytes() != (tmp_path / "again.pth").read_bytes()
+    assert checkpoints.digest(tmp_path / "first.pth") == checkpoints.digest(tmp_path / "again.pth")
+    with torch.no_grad():
+        model.bias.add_(1.0)
+    torch.save(model.state_dict(), tmp_path / "changed.pth")
+    assert checkpoints.digest(tmp_path / "changed.pth") != checkpoints.digest(tmp_path / "first.pth")
+    assert checkpoints.digest(None) is None and checkpoints.digest(tmp_path / "absent.pth") is None
+
+
+def test_a_finished_multi_stage_run_is_not_trained_again_and_its_lost_weights_come_back(tmp_path, monkeypatch):
+    from models import reference
+
+    monkeypatch.setattr(reference, "BUILD_DIR", tmp_path)
+    monkeypatch.setattr(reference, "HISTORY", tmp_path / "history.json")
+    monkeypatch.setattr(reference, "write_split", lambda *args: None)
+    monkeypatch.setattr(reference, "load_external", lambda *args, **kwargs: [])
+    trained = []
+
+    def fake_stage(spec, stage, pretrained, init, data_root, gen, device, recipe):
+        """Train nothing: write the stage's weights and a complete checkpoint as run_stage does."""
+        trained.append(stage["name"])
+        torch.manual_seed(len(trained))
+        parts, ema = parts_for(torch.nn.Linear(4, 2))
+        history = [
+            {"stage": stage["name"], "epoch": e + 1, "seconds": 1.0, "ham_val_balanced_accuracy": 0.5}
+            for e in range(stage["epochs"])
+        ]
+        checkpoints.atomic_save(ema.module.state_dict(), tmp_path / f"{stage['name']}.pth")
+        checkpoints.save(tmp_path / f"{stage['name']}.ckpt", recipe, parts, ema, gen, history)
+        return history
+
+    monkeypatch.setattr(reference, "run_stage", fake_stage)
+    stages = (
+        {"name": "head", "epochs": 1, "imgsz": 32, "lr": 1e-3, "frozen_blocks": 3, "freeze_bn": False},
+        {"name": "full", "epochs": 2, "imgsz": 32, "lr": 1e-4, "frozen_blocks": 0, "freeze_bn": False},
+    )
+    spec = {**reference.REFERENCE, "stages": stages}
+    reference.run(spec, "wheel", tmp_path)
+    assert trained == ["head", "full"]
+    head = checkpoints.digest(tmp_path / "head.pth")
+    (tmp_path / "head.pth").unlink()  # lost after its checkpoint was written
+    reference.run(spec, "wheel", tmp_path)
+    assert trained == ["head", "full"], "a finished run is not trained again"
+    assert checkpoints.digest(tmp_path / "head.pth") == head and (tmp_path / "reference.pth").exists()
+    reference.run({**spec, "stages": (stages[0], {**stages[1], "epochs": 3})}, "wheel", tmp_path)
+    assert trained == ["head", "full", "full"], "another recipe for a stage runs that stage again"
