@@ -35,7 +35,6 @@ from __future__ import annotations
 
 import argparse
 import copy
-import hashlib
 import json
 import os
 import shutil
@@ -174,7 +173,7 @@ def load_views(
     train = named_sets(data_root)
     samples = train["ham_train"] + train["pad_train"]
     stored_sizes = [] if fresh else sorted(sizes)
-    digest = hashlib.sha256(TEACHER.read_bytes()).hexdigest()[:12]
+    digest = checkpoints.digest(TEACHER)
     mild_suffix = "-mild" * (augmentation == "mild")
     key = f"{digest}-{'-'.join(map(str, stored_sizes)) or 'logits'}-{views}-{seed}{mild_suffix}"
     path = BUILD_DIR / f"views-{key}{'' if shades_of_grey or fresh else '-plain'}.npz"
@@ -408,7 +407,7 @@ def distil_one(
     run = {  # what makes two runs the same run (a checkpoint of another is not gone on from)
         **train_args(config, config.epochs),
         **asdict(recipe),
-        "teacher": hashlib.sha256(TEACHER.read_bytes()).hexdigest()[:12],
+        "teacher": checkpoints.digest(TEACHER),
         "views": len(cache.teacher_logits),
         "fresh_views": cache.source is not None,
         "shades_of_grey": shades_of_grey,
@@ -418,13 +417,14 @@ def distil_one(
         "earlier_epochs": len(earlier),
     }
     checkpoint = BUILD_DIR / f"{config.out.stem}.ckpt"
-    trainer = DistilTrainer(config, model, pixels, gen, cache, recipe.correct_teacher, recipe.alpha)
     done = checkpoints.finished(checkpoint, run, config.epochs)
     if done is not None:  # its weights are written again from the checkpoint, in case the run stopped before
-        trainer.ema.module.load_state_dict(done["ema"])
+        model.load_state_dict(done["ema"])
         rows = done["history"]
     else:
+        trainer = DistilTrainer(config, model, pixels, gen, cache, recipe.correct_teacher, recipe.alpha)
         rows = trainer.fit(checkpoint, run)
+        model = copy.deepcopy(trainer.ema.module)
     history = [{**row, "stage": "distil"} for row in rows]
     extra = {
         "data": "HAM10000 train + PAD-UFES-20 train",
@@ -442,7 +442,7 @@ def distil_one(
             "augmentation": cache.augmentation,
         },
     }
-    return save(config, copy.deepcopy(trainer.ema.module).eval(), earlier, history, extra)
+    return save(config, model.eval(), earlier, history, extra)
 
 
 # The selection: a distilled student replaces the served one only if it scores higher on the fit sets by a margin,

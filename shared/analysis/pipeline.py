@@ -10,7 +10,7 @@ import numpy as np
 from shared.analysis import quality
 from shared.analysis.assessment import Combination, combine, conclusive, malignant_probability
 from shared.analysis.calibration import calibrate
-from shared.analysis.classifiers import ModelError, load_classifiers, load_manifest_section
+from shared.analysis.classifiers import ModelError, decode_side, load_classifiers, load_manifest_section
 from shared.analysis.imaging import Photo, decode
 from shared.analysis.preprocess import model_input
 from shared.analysis.threads import usable_cpus
@@ -53,7 +53,7 @@ class Pipeline:
         self.conf_threshold = config.CONF_THRESHOLD
         self.min_side = config.MIN_IMAGE_SIDE
         self.max_pixels = config.MAX_IMAGE_PIXELS
-        self.decode_side = max(classifier.entry.size for classifier in self.classifiers.values())
+        self.decode_side = decode_side(classifier.entry for classifier in self.classifiers.values())
         self.combination = Combination.from_manifest(load_manifest_section(config.MODELS_DIR, "assessment"))
         self.gate_threshold = config.GATE_THRESHOLD
 

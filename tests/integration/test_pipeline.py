@@ -241,14 +241,14 @@ def test_evaluation_scores_a_photo_exactly_as_the_service_does(pipeline, tmp_pat
     a photo as infer does. A 600x450 JPEG is decoded at half its size by infer (the DCT scale that still covers the
     reference's 192 px); an evaluation that decoded it in full read other pixels than the service."""
     from models.data import Sample
-    from models.scores import decode_side, model_inputs, run_batches
+    from models.scores import model_inputs, run_batches
     from shared.analysis.calibration import calibrate
+    from shared.analysis.classifiers import decode_side, load_manifest
 
     data = jpeg_bytes(LESION)
     path = tmp_path / "lesion.jpg"
     path.write_bytes(data)
-    manifest = json.loads((REPO / "models" / "manifest.json").read_text())["models"]
-    assert decode_side(manifest) == pipeline.decode_side
+    assert decode_side(load_manifest(REPO / "models").values()) == pipeline.decode_side
     result = pipeline.analyze(data, "image/jpeg").result
     sample = Sample(path, "lesion", "lesion", "nv", "test")
     for role, classifier in pipeline.classifiers.items():
