@@ -308,6 +308,20 @@ def sixteen_bit_to_grey(image: Image.Image) -> Image.Image:
     return grey
 
 
+JPEG_MAX_SIDE = 65_500  # the largest side libjpeg writes (JPEG_MAX_DIMENSION)
+
+
+def within_jpeg_limit(image: Image.Image) -> Image.Image:
+    """``image``, or its centre ``JPEG_MAX_SIDE`` pixels along a longer side: a valid photo (within
+    ``max_pixels``) may be longer and thinner than a JPEG can store. The models read the centre square alone, so
+    the analysis is the same; the shorter side is kept."""
+    width, height = image.size
+    if max(width, height) <= JPEG_MAX_SIDE:
+        return image
+    left, top = max(0, (width - JPEG_MAX_SIDE) // 2), max(0, (height - JPEG_MAX_SIDE) // 2)
+    return image.crop((left, top, left + min(width, JPEG_MAX_SIDE), top + min(height, JPEG_MAX_SIDE)))
+
+
 def encode_jpeg(image: Image.Image, quality: int = 95) -> bytes:
     """Re-encode as JPEG with no metadata at all: no EXIF (no location, no MakerNote), no comment, no XMP, no
     IPTC, no ICC profile (the pixels are sRGB); orientation already applied. Only the JFIF header is written."""
