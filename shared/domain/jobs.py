@@ -116,14 +116,16 @@ def release(now: dt.datetime, error: dict) -> Change:
     return Change({"status": QUEUED, "updatedAt": now}, {**NO_LEASE, "lastError": error})
 
 
-def restart(now: dt.datetime, image: dict | None = None) -> Change:
+def restart(now: dt.datetime, ttl_days: int, image: dict | None = None) -> Change:
     """What starts a ``failed`` job again (the same Idempotency-Key once more): queued, no error, no attempt
-    counted, and a new nonce so that its task gets a name Cloud Tasks has not seen. ``image``: the photo stored
-    anew, when the old one was gone."""
-    fields: dict = {"status": QUEUED, "updatedAt": now, "attempts": 0, "error": DELETE}
+    counted, a new nonce so that its task gets a name Cloud Tasks has not seen, and ``ttl_days`` more to live, so
+    that a photo stored again never outlives the job through which its owner erases it. ``image``: the photo
+    stored anew, when the old one was gone."""
+    expire_at = now + dt.timedelta(days=ttl_days)
+    fields: dict = {"status": QUEUED, "updatedAt": now, "expireAt": expire_at, "attempts": 0, "error": DELETE}
     if image is not None:
         fields["image"] = image
-    return Change(fields, {**NO_LEASE, "lastError": None, "taskNonce": new_nonce()})
+    return Change(fields, {**NO_LEASE, "lastError": None, "taskNonce": new_nonce(), "expireAt": expire_at})
 
 
 def abandoned(job: dict, worker: dict, now: dt.datetime, max_attempts: int, stale_after: dt.timedelta) -> Change | None:

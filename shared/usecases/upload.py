@@ -104,7 +104,7 @@ def _restart(deps: Deps, job_id: str, failed: Snapshot, path: str, stored: bytes
     """The same Idempotency-Key after the job ended ``failed``: the same job runs again, with a new task. Its
     photo is stored again only if it is gone (a stored photo is never replaced)."""
     created = deps.photos.put(path, stored, "image/jpeg")
-    change = jobs.restart(utcnow(), image if created else None)
+    change = jobs.restart(utcnow(), deps.config.JOB_TTL_DAYS, image if created else None)
     if deps.jobs.update_if_unchanged(job_id, change.job, failed.update_time, change.worker) is None:
         if created and deps.jobs.get(job_id) is None:  # erased while its photo was stored again: remove it
             _forget(deps, None, path)

@@ -135,9 +135,11 @@ def test_the_same_key_after_failed_starts_the_same_job_again(deps):
 def test_a_restart_stores_the_photo_again_when_it_was_gone(deps):
     job_id = failed_job(deps, "key-1")
     path = deps.jobs.data(job_id)["image"]["path"]
+    first_expiry = deps.jobs.data(job_id)["expireAt"]
     deps.photos.objects.clear()  # expired by the bucket's lifecycle rule
     assert upload.upload(deps, UID, png(), "image/png", "key-1").status == 202
     assert path in deps.photos.objects
+    assert deps.jobs.data(job_id)["expireAt"] > first_expiry  # the photo's new life is covered by the job's
     run_queue(deps)
     assert deps.jobs.data(job_id)["status"] == "done"
 

@@ -97,7 +97,7 @@ def test_every_write_to_the_job_document_holds_contract_fields_only():
         jobs.finish(jobs.REJECTED, NOW, rejection={}),
         jobs.finish(jobs.FAILED, NOW, error={}),
         jobs.release(NOW, {}),
-        jobs.restart(NOW),
+        jobs.restart(NOW, 30),
         jobs.abandoned(job, worker, NOW + dt.timedelta(hours=2), 5, dt.timedelta(hours=1)),
     ]
     assert set(queued()) <= CONTRACT_FIELDS and set(job) <= CONTRACT_FIELDS
@@ -107,10 +107,18 @@ def test_every_write_to_the_job_document_holds_contract_fields_only():
 
 def test_restart_queues_a_failed_job_again_under_a_new_task_nonce():
     worker = jobs.new_worker(NOW, 30)
-    change = jobs.restart(NOW)
-    assert change.job == {"status": jobs.QUEUED, "updatedAt": NOW, "attempts": 0, "error": DELETE}
+    change = jobs.restart(NOW, 30)
+    expire_at = NOW + dt.timedelta(days=30)
+    assert change.job == {
+        "status": jobs.QUEUED,
+        "updatedAt": NOW,
+        "expireAt": expire_at,
+        "attempts": 0,
+        "error": DELETE,
+    }
     assert change.worker["taskNonce"] != worker["taskNonce"] and change.worker["lastError"] is None
-    assert jobs.restart(NOW, IMAGE).job["image"] == IMAGE
+    assert change.worker["expireAt"] == expire_at  # a photo stored again never outlives its job
+    assert jobs.restart(NOW, 30, IMAGE).job["image"] == IMAGE
 
 
 def test_a_crashed_last_attempt_is_reported_failed():
