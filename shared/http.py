@@ -105,40 +105,54 @@ def cors_headers(request: Request, allowed_origins: tuple[str, ...]) -> dict[str
     return {"Vary": "Origin"} if allowed_origins else {}
 
 
-def respond(request: Request, deps, function: str, handler: Callable[[], Outcome], methods: str):
+def preflight(request: Request, cors: dict[str, str], methods: str) -> Outcome:
+    """The answer to a CORS preflight: 204 with the methods and headers allowed, or 403 for another origin."""
+    if request.headers.get("Origin") and "Access-Control-Allow-Origin" not in cors:
+        return Outcome(403, ServiceError(403, "origin_not_allowed", "This origin may not call the API.").body())
+    return Outcome(
+        204,
+        None,
+        {
+            "Access-Control-Allow-Methods": methods,
+            "Access-Control-Allow-Headers": ALLOWED_HEADERS,
+            "Access-Control-Max-Age": "3600",
+        },
+    )
+
+
+def respond(
+    request: Request,
+    deps,
+    function: str,
+    handler: Callable[[], Outcome],
+    methods: str,
+    guard: Callable[[], None] | None = None,
+    browsers: bool = True,
+):
     """Run ``handler`` for the ``methods`` it serves (e.g. ``"GET, DELETE"``; others get 405, OPTIONS the CORS
-    preflight) and turn its Outcome or ServiceError into a JSON response; log one line."""
+    preflight) and turn its Outcome or ServiceError into a JSON response; log one line. ``guard`` runs first, for
+    every method: a ServiceError it raises answers the request. ``browsers=False`` (a function no browser calls):
+    no CORS headers, and OPTIONS is one more method it does not serve."""
     started = time.perf_counter()
-    cors = cors_headers(request, deps.config.ALLOWED_ORIGINS)
+    cors = cors_headers(request, deps.config.ALLOWED_ORIGINS) if browsers else {}
     log: dict = {}
-    if request.method == "OPTIONS":
-        if request.headers.get("Origin") and "Access-Control-Allow-Origin" not in cors:
-            outcome = Outcome(403, ServiceError(403, "origin_not_allowed", "This origin may not call the API.").body())
+    try:
+        if guard is not None:
+            guard()
+        if request.method == "OPTIONS" and browsers:
+            outcome = preflight(request, cors, methods)
         else:
-            outcome = Outcome(
-                204,
-                None,
-                {
-                    "Access-Control-Allow-Methods": methods,
-                    "Access-Control-Allow-Headers": ALLOWED_HEADERS,
-                    "Access-Control-Max-Age": "3600",
-                },
-            )
-    else:
-        try:
             if request.method not in methods.split(", "):
                 allowed = methods.replace(", ", " or ")
                 raise ServiceError(405, "method_not_allowed", f"Use {allowed} for {function}.", {"Allow": methods})
             outcome = handler()
             log = outcome.log
-        except ServiceError as exc:
-            outcome = Outcome(exc.status, exc.body(), exc.headers)
-            log = {"error": exc.code, **(described(exc.__cause__) if exc.__cause__ else {}), **exc.log}
-        except Exception as exc:  # an unexpected failure: logged, answered as JSON
-            log = {"error": "internal", **described(exc)}
-            outcome = Outcome(
-                500, ServiceError(500, "internal", "Something went wrong on our side; retry later.").body()
-            )
+    except ServiceError as exc:
+        outcome = Outcome(exc.status, exc.body(), exc.headers)
+        log = {"error": exc.code, **(described(exc.__cause__) if exc.__cause__ else {}), **exc.log}
+    except Exception as exc:  # an unexpected failure: logged, answered as JSON
+        log = {"error": "internal", **described(exc)}
+        outcome = Outcome(500, ServiceError(500, "internal", "Something went wrong on our side; retry later.").body())
     latency = time.perf_counter() - started
     deps.log.write(
         log.pop("severity", None) or ("ERROR" if outcome.status >= 500 else "INFO"),

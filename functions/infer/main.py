@@ -15,9 +15,11 @@ QUEUE_NAMES = {deps.config.TASKS_QUEUE, deps.config.TASKS_QUEUE.rsplit("/", 1)[-
 
 @functions_framework.http
 def infer(request):
-    def handle():
+    def from_queue():
         if request.headers.get("X-CloudTasks-QueueName") not in QUEUE_NAMES:
             raise ServiceError(403, "forbidden", "infer accepts only deliveries from its Cloud Tasks queue.")
+
+    def handle():
         body = request.get_json(silent=True)
         job_id = body.get("jobId") if isinstance(body, dict) else None
         if not isinstance(job_id, str) or not jobs.is_job_id(job_id):
@@ -28,4 +30,4 @@ def infer(request):
             retry_count = 0
         return use_cases.deliver(deps, analyze, job_id, retry_count)
 
-    return http.respond(request, deps, "infer", handle, "POST")
+    return http.respond(request, deps, "infer", handle, "POST", guard=from_queue, browsers=False)

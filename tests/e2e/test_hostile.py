@@ -3,6 +3,7 @@ the `jobs` collection and the queue exactly as they were."""
 
 from __future__ import annotations
 
+import io
 import json
 import socket
 import struct
@@ -176,6 +177,17 @@ def test_odd_or_no_file_names_are_ignored_and_the_photo_stored_under_its_job(api
     assert job["image"]["path"] == f"uploads/names/{job['jobId']}.jpg"
 
 
+def test_a_photo_longer_than_a_jpeg_can_hold_is_stored_and_analysed(api):
+    """70000x64: within 40 megapixels, but over the 65,500 px side libjpeg writes; its centre is stored."""
+    strip = Image.new("RGB", (70_000, 64), (190, 140, 120))
+    buffer = io.BytesIO()
+    strip.save(buffer, format="PNG")
+    reply = api.upload("strip", buffer.getvalue(), content_type="image/png")
+    assert reply.status_code == 202, reply.text
+    job = api.wait("strip", reply.json()["jobId"])
+    assert job["status"] in ("done", "rejected") and (job["image"]["width"], job["image"]["height"]) == (65_500, 64)
+
+
 def test_non_utf8_file_name_is_a_clear_400(api):
     before = api.counts()
     body, content_type = multipart([("image", "ph\u00f6to.jpg", JPEG)], encoding="latin-1")
@@ -266,3 +278,16 @@ def test_infer_refuses_requests_not_from_its_queue(api, queue, sharp_jpeg):
     finally:
         api.resume_queue()
     assert api.wait("queue-check", job_id)["status"] == "done"
+
+
+@pytest.mark.parametrize("method", ["GET", "PUT", "DELETE", "OPTIONS"])
+def test_infer_refuses_any_method_without_its_queue_header_before_anything_else(api, method):
+    """API.md: infer refuses (403, nothing done) a request without the queue's header, whatever its method."""
+    before = api.counts()
+    reply = requests.request(method, api.url["infer"], headers={"Origin": "http://127.0.0.1:1"}, timeout=10)
+    assert reply.status_code == 403 and reply.json()["error"]["code"] == "forbidden"
+    with_header = requests.request(method, api.url["infer"], headers={"X-CloudTasks-QueueName": "infer"}, timeout=10)
+    assert (
+        with_header.status_code == 405 and with_header.headers["Allow"] == "POST"
+    )  # no preflight: no browser calls it
+    assert api.counts() == before

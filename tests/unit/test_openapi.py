@@ -49,3 +49,13 @@ def test_the_job_document_lists_the_contract_fields_only():
         "rejection",
         "error",
     }
+
+
+def test_every_path_documents_the_405_its_function_gives_other_methods():
+    """Each function answers 405 with Allow to a method it does not serve; a generated client must know it."""
+    missing = [
+        path
+        for path, item in SPEC["paths"].items()
+        if not any(isinstance(op, dict) and "405" in op.get("responses", {}) for op in item.values())
+    ]
+    assert missing == []
