@@ -131,6 +131,18 @@ if ! exists gc storage buckets describe "gs://$BUCKET"; then
 fi
 run gc storage buckets update "gs://$BUCKET" --uniform-bucket-level-access --public-access-prevention \
   --soft-delete-duration=0 --lifecycle-file="$WORK_DIR/lifecycle.json"
+# A new bucket lets the project's viewers list its objects and, with uniform access, read them (the convenience
+# bindings legacyBucketReader and legacyObjectReader): not for health photos. Owners and editors keep theirs.
+# (A dry run takes the bucket as new, with those bindings.)
+value BUCKET_POLICY '{"bindings": [{"role": "roles/storage.legacyBucketReader", "members": ["projectViewer:'"$PROJECT"'"]}, {"role": "roles/storage.legacyObjectReader", "members": ["projectViewer:'"$PROJECT"'"]}]}' \
+  gc storage buckets get-iam-policy "gs://$BUCKET" --format=json
+for role in roles/storage.legacyBucketReader roles/storage.legacyObjectReader; do
+  if python3 -c 'import json, sys; policy, role, member = json.loads(sys.argv[1]), sys.argv[2], sys.argv[3]
+sys.exit(not any(b["role"] == role and member in b.get("members", []) for b in policy.get("bindings", [])))' \
+    "$BUCKET_POLICY" "$role" "projectViewer:$PROJECT"; then
+    run gc storage buckets remove-iam-policy-binding "gs://$BUCKET" --member="projectViewer:$PROJECT" --role="$role"
+  fi
+done
 
 # --- security rules: a new ruleset through the Firebase Rules REST API, then the release points at it --------------
 deploy_rules() {  # RULES_FILE RELEASE_NAME

@@ -235,6 +235,16 @@ def test_ttl_lifecycle_and_private_bucket(commands, tmp_path_factory):
     }
 
 
+def test_project_viewers_lose_the_new_buckets_access_to_the_photos(commands):
+    one(commands, "gcloud", "storage", "buckets", "get-iam-policy", "gs://my-proj-skin-photos")
+    removed = find(commands, "gcloud", "storage", "buckets", "remove-iam-policy-binding", "gs://my-proj-skin-photos")
+    assert sorted(arg for cmd in removed for arg in cmd if arg.startswith("--role=")) == [
+        "--role=roles/storage.legacyBucketReader",
+        "--role=roles/storage.legacyObjectReader",
+    ]
+    assert all("--member=projectViewer:my-proj" in cmd for cmd in removed)
+
+
 def test_rules_are_released(commands):
     def bodies(url: str) -> list[dict]:
         return [
