@@ -84,7 +84,8 @@ class Config:
     LEASE_SECONDS: int = setting("120", "How long a delivery holds a `processing` job before another may take it over.")
     STALE_AFTER_SECONDS: int = setting(
         "3600",
-        "A job not finished this long after its last change is reported `failed` (the queue gave up).",
+        "A job not finished this long after its last change is reported `failed`: the queue gave up on it, or a "
+        "backlog held its task that long (keep it above the longest backlog you expect).",
     )
     BLUR_THRESHOLD: float = setting(
         "3.1",
