@@ -136,12 +136,10 @@ run gc storage buckets update "gs://$BUCKET" --uniform-bucket-level-access --pub
 # (A dry run takes the bucket as new, with those bindings.)
 value BUCKET_POLICY '{"bindings": [{"role": "roles/storage.legacyBucketReader", "members": ["projectViewer:'"$PROJECT"'"]}, {"role": "roles/storage.legacyObjectReader", "members": ["projectViewer:'"$PROJECT"'"]}]}' \
   gc storage buckets get-iam-policy "gs://$BUCKET" --format=json
-for role in roles/storage.legacyBucketReader roles/storage.legacyObjectReader; do
-  if python3 -c 'import json, sys; policy, role, member = json.loads(sys.argv[1]), sys.argv[2], sys.argv[3]
-sys.exit(not any(b["role"] == role and member in b.get("members", []) for b in policy.get("bindings", [])))' \
-    "$BUCKET_POLICY" "$role" "projectViewer:$PROJECT"; then
-    run gc storage buckets remove-iam-policy-binding "gs://$BUCKET" --member="projectViewer:$PROJECT" --role="$role"
-  fi
+VIEWER_ROLES=$(python3 deploy/viewer_roles.py "$BUCKET_POLICY" "$PROJECT") || {
+  echo "deploy: the bucket's IAM policy did not parse" >&2; exit 1; }
+for role in $VIEWER_ROLES; do
+  run gc storage buckets remove-iam-policy-binding "gs://$BUCKET" --member="projectViewer:$PROJECT" --role="$role" --all
 done
 
 # --- security rules: a new ruleset through the Firebase Rules REST API, then the release points at it --------------

@@ -242,7 +242,27 @@ def test_project_viewers_lose_the_new_buckets_access_to_the_photos(commands):
         "--role=roles/storage.legacyBucketReader",
         "--role=roles/storage.legacyObjectReader",
     ]
-    assert all("--member=projectViewer:my-proj" in cmd for cmd in removed)
+    assert all("--member=projectViewer:my-proj" in cmd and "--all" in cmd for cmd in removed)
+
+
+def viewer_roles(policy: str) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "deploy/viewer_roles.py", policy, "my-proj"], cwd=REPO, capture_output=True, text=True
+    )
+
+
+def test_a_second_deploy_removes_nothing_once_the_viewers_bindings_are_gone():
+    owners = {"role": "roles/storage.legacyBucketOwner", "members": ["projectOwner:my-proj", "projectEditor:my-proj"]}
+    other = {"role": "roles/storage.legacyObjectReader", "members": ["projectViewer:another-proj"]}
+    done = viewer_roles(json.dumps({"bindings": [owners, other], "etag": "CAE="}))
+    assert done.returncode == 0 and done.stdout.split() == []
+    only_list = {"role": "roles/storage.legacyBucketReader", "members": ["user:a@b.c", "projectViewer:my-proj"]}
+    done = viewer_roles(json.dumps({"bindings": [owners, only_list]}))
+    assert done.returncode == 0 and done.stdout.split() == ["roles/storage.legacyBucketReader"]
+
+
+def test_a_policy_that_does_not_parse_stops_the_deploy():
+    assert viewer_roles("<html>503</html>").returncode != 0
 
 
 def test_rules_are_released(commands):
