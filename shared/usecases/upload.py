@@ -43,6 +43,7 @@ def upload(deps: Deps, uid: str, data: bytes, content_type: str | None, idempote
         data, content_type, min_side=config.MIN_IMAGE_SIDE, max_pixels=config.MAX_IMAGE_PIXELS, keep_grey=True
     )
     pixels = imaging.within_jpeg_limit(photo.image)
+    del photo  # a photo cropped to fit a JPEG: its full pixels are not held while the crop is encoded
     stored = imaging.encode_jpeg(pixels)  # no metadata at all, sRGB pixels
     path = f"uploads/{uid}/{job_id}.jpg"
     image = {
@@ -53,7 +54,7 @@ def upload(deps: Deps, uid: str, data: bytes, content_type: str | None, idempote
         "height": pixels.height,
         "sha256": hashlib.sha256(stored).hexdigest(),
     }
-    del photo, pixels  # the decoded pixels: not held while the photo travels
+    del pixels  # the decoded pixels: not held while the photo travels
     if existing is not None:
         return _restart(deps, job_id, existing, path, stored, image)
     deps.photos.put(path, stored, "image/jpeg")

@@ -12,6 +12,7 @@ from werkzeug.wrappers import Request
 
 from shared import http
 from shared.domain import jobs
+from shared.errors import ServiceError
 from shared.logs import JsonLog
 from shared.usecases import infer
 from tests.fakes import fake_deps
@@ -64,3 +65,30 @@ def test_an_unexpected_error_is_one_line_with_its_stack_trace():
     (line,) = [json.loads(text) for text in deps.log.stream.getvalue().splitlines()]
     assert status == 500 and line["severity"] == "ERROR" and line["error"] == "internal"
     assert line["cause"] == "KeyError: 'status'" and "in bug" in line["stack_trace"]
+
+
+def test_a_guard_answers_every_method_before_anything_else_and_is_logged():
+    deps = fake_deps()
+    deps.log = JsonLog("INFO", io.StringIO())
+    handled = []
+
+    def refuse():
+        raise ServiceError(403, "forbidden", "Only the queue may call this.")
+
+    for method in ("POST", "GET", "OPTIONS"):
+        request = Request(EnvironBuilder(method=method, headers={"Origin": "http://127.0.0.1:1"}).get_environ())
+        body, status, headers = http.respond(
+            request, deps, "infer", lambda: handled.append(1), "POST", guard=refuse, browsers=False
+        )
+        assert status == 403 and json.loads(body)["error"]["code"] == "forbidden"
+        assert not any(name.startswith("Access-Control-") for name in headers)
+    assert handled == []
+    lines = [json.loads(text) for text in deps.log.stream.getvalue().splitlines()]
+    assert [line["error"] for line in lines] == ["forbidden"] * 3
+
+
+def test_without_browsers_options_is_a_method_not_served():
+    deps = fake_deps()
+    request = Request(EnvironBuilder(method="OPTIONS").get_environ())
+    _, status, headers = http.respond(request, deps, "infer", lambda: None, "POST", browsers=False)
+    assert status == 405 and headers["Allow"] == "POST"
