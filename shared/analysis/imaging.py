@@ -177,6 +177,9 @@ def invalid() -> ServiceError:
     )
 
 
+JPEG_MAX_SIDE = 65_500  # the longest side libjpeg writes (JPEG_MAX_DIMENSION)
+
+
 def _open(data: bytes, declared: str | None, min_side: int, max_pixels: int) -> tuple[str, Image.Image]:
     """Every check that costs less than decoding: type, size and animation, from the header alone."""
     if not data:
@@ -195,6 +198,12 @@ def _open(data: bytes, declared: str | None, min_side: int, max_pixels: int) -> 
             422,
             "image_too_large",
             f"The photo is {width}x{height}, over {max_pixels // 1_000_000} megapixels; send a smaller photo.",
+        )
+    if max(width, height) > JPEG_MAX_SIDE:  # the stored photo is a JPEG
+        raise ServiceError(
+            422,
+            "image_too_large",
+            f"The photo is {width}x{height}; a side may be at most {JPEG_MAX_SIDE:,} px; send a smaller photo.",
         )
     if min(width, height) < min_side:  # a quarter turn (EXIF orientation) does not change the shorter side
         raise ServiceError(
@@ -306,20 +315,6 @@ def sixteen_bit_to_grey(image: Image.Image) -> Image.Image:
         strip = image.crop((0, top, image.width, min(image.height, top + STRIP_ROWS)))
         grey.paste(Image.frombytes("L", strip.size, strip.tobytes(), "raw", rawmode), (0, top))
     return grey
-
-
-JPEG_MAX_SIDE = 65_500  # the largest side libjpeg writes (JPEG_MAX_DIMENSION)
-
-
-def within_jpeg_limit(image: Image.Image) -> Image.Image:
-    """``image``, or its centre ``JPEG_MAX_SIDE`` pixels along a longer side: a valid photo (within
-    ``max_pixels``) may be longer and thinner than a JPEG can store. The models read the centre square alone, so
-    the analysis is the same; the shorter side is kept."""
-    width, height = image.size
-    if max(width, height) <= JPEG_MAX_SIDE:
-        return image
-    left, top = max(0, (width - JPEG_MAX_SIDE) // 2), max(0, (height - JPEG_MAX_SIDE) // 2)
-    return image.crop((left, top, left + min(width, JPEG_MAX_SIDE), top + min(height, JPEG_MAX_SIDE)))
 
 
 def encode_jpeg(image: Image.Image, quality: int = 95) -> bytes:

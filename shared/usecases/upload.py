@@ -42,19 +42,17 @@ def upload(deps: Deps, uid: str, data: bytes, content_type: str | None, idempote
     photo = imaging.decode(
         data, content_type, min_side=config.MIN_IMAGE_SIDE, max_pixels=config.MAX_IMAGE_PIXELS, keep_grey=True
     )
-    pixels = imaging.within_jpeg_limit(photo.image)
-    del photo  # a photo cropped to fit a JPEG: its full pixels are not held while the crop is encoded
-    stored = imaging.encode_jpeg(pixels)  # no metadata at all, sRGB pixels
+    stored = imaging.encode_jpeg(photo.image)  # no metadata at all, sRGB pixels
     path = f"uploads/{uid}/{job_id}.jpg"
     image = {
         "path": path,
         "contentType": "image/jpeg",
         "sizeBytes": len(stored),
-        "width": pixels.width,
-        "height": pixels.height,
+        "width": photo.width,
+        "height": photo.height,
         "sha256": hashlib.sha256(stored).hexdigest(),
     }
-    del pixels  # the decoded pixels: not held while the photo travels
+    del photo  # the decoded pixels: not held while the photo travels
     if existing is not None:
         return _restart(deps, job_id, existing, path, stored, image)
     deps.photos.put(path, stored, "image/jpeg")

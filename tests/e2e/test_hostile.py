@@ -3,7 +3,6 @@ the `jobs` collection and the queue exactly as they were."""
 
 from __future__ import annotations
 
-import io
 import json
 import socket
 import struct
@@ -111,6 +110,7 @@ UPLOADS = [
     ("jpeg bomb", jpeg_bomb(), "image/jpeg", {}, 422, "image_too_large"),
     ("1x1", encoded(Image.new("RGB", (1, 1)), "PNG"), "image/png", {}, 422, "image_too_small"),
     ("20000x20000", png_bomb(20000, 20000), "application/octet-stream", {}, 422, "image_too_large"),
+    ("70000x64, longer than a JPEG holds", png_bomb(70000, 64), "image/png", {}, 422, "image_too_large"),
     ("too long idempotency key", JPEG, "image/jpeg", {"Idempotency-Key": "k" * 129}, 400, "invalid_request"),
     (
         "idempotency key with control characters",
@@ -175,17 +175,6 @@ def test_odd_or_no_file_names_are_ignored_and_the_photo_stored_under_its_job(api
     assert reply.status_code == 202, reply.text
     job = api.wait("names", reply.json()["jobId"])
     assert job["image"]["path"] == f"uploads/names/{job['jobId']}.jpg"
-
-
-def test_a_photo_longer_than_a_jpeg_can_hold_is_stored_and_analysed(api):
-    """70000x64: within 40 megapixels, but over the 65,500 px side libjpeg writes; its centre is stored."""
-    strip = Image.new("RGB", (70_000, 64), (190, 140, 120))
-    buffer = io.BytesIO()
-    strip.save(buffer, format="PNG")
-    reply = api.upload("strip", buffer.getvalue(), content_type="image/png")
-    assert reply.status_code == 202, reply.text
-    job = api.wait("strip", reply.json()["jobId"])
-    assert job["status"] in ("done", "rejected") and (job["image"]["width"], job["image"]["height"]) == (65_500, 64)
 
 
 def test_non_utf8_file_name_is_a_clear_400(api):
