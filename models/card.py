@@ -61,6 +61,11 @@ def conclusive_table(metrics: dict) -> str:
     return "\n".join(lines)
 
 
+def target_verdict(met: bool, gap: str) -> str:
+    """A target's verdict in the card's tables."""
+    return "met" if met else f"**not met** (gap {gap})"
+
+
 GATE_TARGETS = {  # set: (what the gate should do, share): issue 12's targets for the held-out sets
     "ham_val_report": ("kept", 0.99),
     "derm7pt": ("kept", 0.98),
@@ -77,8 +82,7 @@ def gate_table(metrics: dict) -> str:
         if name in GATE_TARGETS:
             what, share = GATE_TARGETS[name]
             measured = kept if what == "kept" else 1 - kept
-            verdict = "met" if measured >= share else f"**not met** (gap {share - measured:.1%})"
-            target = f"{what} ≥ {share:.0%}: {verdict}"
+            target = f"{what} ≥ {share:.0%}: {target_verdict(measured >= share, f'{share - measured:.1%}')}"
         lines.append(f"| {name} | {row['n']} | {kept:.1%} | {1 - kept:.1%} | {target} |")
     return "\n".join(lines)
 
@@ -89,13 +93,13 @@ def targets_table(metrics: dict) -> str:
         value = metrics["sets"][name][row][metric]
         interval = metrics["intervals"].get(f"{name}/{row}/{metric}")
         met = value >= bound if comparison == ">=" else value <= bound
-        verdict = "met" if met else f"**not met** (gap {abs(value - bound):.3f})"
+        said = target_verdict(met, f"{abs(value - bound):.3f}")
         if interval and interval[0] <= bound <= interval[1]:
-            verdict += "; the interval holds the bound"
+            said += "; the interval holds the bound"
         lines.append(
             f"| {row} {metric.replace('_', ' ')}, {SET_NAMES[name]} {comparison.replace('>=', '≥').replace('<=', '≤')} "
             f"{bound} | {fmt(value)} | {'–'.join(map(fmt, interval)) if interval else '—'} | "
-            f"{verdict} |"
+            f"{said} |"
         )
     return "\n".join(lines)
 

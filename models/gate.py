@@ -11,7 +11,6 @@ rejects ``REJECT_TARGET`` of the fit negatives; it is folded into the bias, so t
 
 from __future__ import annotations
 
-import hashlib
 import json
 from pathlib import Path
 
@@ -28,9 +27,10 @@ KEEP_TARGET = 0.995
 REJECT_TARGET = 0.98
 HAM_TRAIN_STRIDE = 3  # every third HAM10000 training image is plenty for a linear gate, at a third of the time
 GATE_PATH = BUILD_DIR / "gate.json"
+REFERENCE_WEIGHTS = BUILD_DIR / "reference.pth"  # what models.reference ends with
 
 
-def load_reference(spec: dict = REFERENCE, path: Path = BUILD_DIR / "reference.pth") -> torch.nn.Module:
+def load_reference(spec: dict = REFERENCE, path: Path = REFERENCE_WEIGHTS) -> torch.nn.Module:
     model = build(spec, "none")
     model.load_state_dict(torch.load(path, map_location="cpu"))
     return model.eval()
@@ -79,8 +79,7 @@ def main() -> None:
     model = load_reference()
     sets["ham_train"] = sets["ham_train"][::HAM_TRAIN_STRIDE]
     names = ("ham_train", "pad_train", "not_a_lesion_fit", "ham_val_fit", "pad_val", "not_a_lesion_test")
-    digest = hashlib.sha256(b"".join(p.detach().numpy().tobytes() for p in model.parameters())).hexdigest()[:12]
-    cache = BUILD_DIR / f"gate-features-{digest}.npz"
+    cache = BUILD_DIR / f"gate-features-{checkpoints.digest(REFERENCE_WEIGHTS)}.npz"
     if not cache.exists():
         checkpoints.atomic_savez(cache, **{name: features_and_logits(model, sets[name])[0] for name in names})
     feats = dict(np.load(cache))

@@ -19,7 +19,7 @@ import onnxruntime as ort
 from models.data import named_sets
 from models.gate import HAM_TRAIN_STRIDE, fit_gate
 from models.scores import MODELS_DIR, model_inputs
-from shared.analysis.classifiers import decode_side, load_manifest
+from shared.analysis.classifiers import decode_side, load_manifest, session_options
 from shared.analysis.preprocess import to_tensor
 from shared.analysis.threads import usable_cpus
 
@@ -34,8 +34,7 @@ def pooled_features(names: tuple[str, ...] = SETS) -> tuple[dict, dict, dict]:
     entry = entries["reference"]
     graph = onnx.load(str(entry.file))
     graph.graph.output.append(onnx.helper.make_tensor_value_info(POOLED, onnx.TensorProto.FLOAT, None))
-    options = ort.SessionOptions()
-    options.intra_op_num_threads = usable_cpus()
+    options, _ = session_options(usable_cpus())
     session = ort.InferenceSession(graph.SerializeToString(), options, providers=["CPUExecutionProvider"])
     sets = named_sets()
     sets["ham_train"] = sets["ham_train"][::HAM_TRAIN_STRIDE]

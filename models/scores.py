@@ -10,7 +10,6 @@ model recomputes nothing else.
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import numpy as np
@@ -54,7 +53,7 @@ def role_scores(classifier, samples: list[Sample], side: int) -> dict[str, np.nd
 def served_scores(models_dir: Path = MODELS_DIR, names: tuple[str, ...] | None = None) -> dict[str, dict]:
     """``{set: {role: log-scores, "gate": logits, "y": labels, "lesion": lesion ids}}`` for the models in
     ``models_dir``."""
-    models = json.loads((Path(models_dir) / "manifest.json").read_text())["models"]
+    entries = load_manifest(Path(models_dir))
     sets = named_sets()
     names = names or tuple(name for name in sets if name != "ham_train")
     index = {label: i for i, label in enumerate(DIAGNOSIS_LABELS)}
@@ -66,12 +65,12 @@ def served_scores(models_dir: Path = MODELS_DIR, names: tuple[str, ...] | None =
         for name in names
     }
     classifiers = None
-    side = decode_side(load_manifest(Path(models_dir)).values())
+    side = decode_side(entries.values())
     CACHE_DIR.mkdir(parents=True, exist_ok=True)
     for role in ROLES:
-        views = models[role]["input"].get("views", ["identity"])
-        suffix = "" if views == ["identity"] else "-" + "+".join(views)
-        cache = CACHE_DIR / f"{role}-{models[role]['sha256'][:12]}{suffix}-decoded{side}.npz"
+        views = entries[role].views
+        suffix = "" if views == ("identity",) else "-" + "+".join(views)
+        cache = CACHE_DIR / f"{role}-{entries[role].sha256[:12]}{suffix}-decoded{side}.npz"
         stored = dict(np.load(cache)) if cache.exists() else {}
         for name in names:
             if f"{name}/logits" not in stored:

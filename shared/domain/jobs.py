@@ -43,7 +43,7 @@ def new_job(uid: str, image: dict, now: dt.datetime, ttl_days: int) -> dict:
         "status": QUEUED,
         "createdAt": now,
         "updatedAt": now,
-        "expireAt": now + dt.timedelta(days=ttl_days),
+        "expireAt": expire_at(now, ttl_days),
         "image": image,
         "attempts": 0,
     }
@@ -51,7 +51,12 @@ def new_job(uid: str, image: dict, now: dt.datetime, ttl_days: int) -> dict:
 
 def new_worker(now: dt.datetime, ttl_days: int) -> dict:
     """The worker's private state of a new job: no lease yet, and the nonce that names this run's task."""
-    return {"taskNonce": new_nonce(), "expireAt": now + dt.timedelta(days=ttl_days)}
+    return {"taskNonce": new_nonce(), "expireAt": expire_at(now, ttl_days)}
+
+
+def expire_at(now: dt.datetime, ttl_days: int) -> dt.datetime:
+    """When Firestore's TTL deletes a job (and its worker document) that starts, or starts again, at ``now``."""
+    return now + dt.timedelta(days=ttl_days)
 
 
 def new_nonce() -> str:
@@ -121,11 +126,11 @@ def restart(now: dt.datetime, ttl_days: int, image: dict | None = None) -> Chang
     counted, a new nonce so that its task gets a name Cloud Tasks has not seen, and ``ttl_days`` more to live, so
     that a photo stored again never outlives the job through which its owner erases it. ``image``: the photo
     stored anew, when the old one was gone."""
-    expire_at = now + dt.timedelta(days=ttl_days)
-    fields: dict = {"status": QUEUED, "updatedAt": now, "expireAt": expire_at, "attempts": 0, "error": DELETE}
+    expires = expire_at(now, ttl_days)
+    fields: dict = {"status": QUEUED, "updatedAt": now, "expireAt": expires, "attempts": 0, "error": DELETE}
     if image is not None:
         fields["image"] = image
-    return Change(fields, {**NO_LEASE, "lastError": None, "taskNonce": new_nonce(), "expireAt": expire_at})
+    return Change(fields, {**NO_LEASE, "lastError": None, "taskNonce": new_nonce(), "expireAt": expires})
 
 
 def abandoned(job: dict, worker: dict, now: dt.datetime, max_attempts: int, stale_after: dt.timedelta) -> Change | None:
