@@ -49,12 +49,12 @@ def features_and_logits(model, samples, spec: dict = REFERENCE, batch: int = 64)
     return np.concatenate(feats), np.concatenate(logits)
 
 
-def fit_gate(lesions: np.ndarray, others: np.ndarray, held_lesions: np.ndarray) -> tuple[np.ndarray, float]:
+def fit_gate(lesions: np.ndarray, others: np.ndarray, held_lesions: np.ndarray) -> tuple[np.ndarray, float, float]:
     """Logistic regression (standardised features, balanced classes), then the bias moved to the lower of two
     thresholds: the one that keeps ``KEEP_TARGET`` of ``held_lesions`` and the one that still rejects
     ``REJECT_TARGET`` of ``others`` scored out of fold (5-fold cross-validation, since the regression has seen
     them), so that lesions from other cameras get the margin the negatives leave. Returns weights and bias on the
-    raw features."""
+    raw features, and the share of ``others`` rejected out of fold at that threshold."""
     from sklearn.linear_model import LogisticRegression
     from sklearn.model_selection import StratifiedKFold, cross_val_predict
 
@@ -70,7 +70,8 @@ def fit_gate(lesions: np.ndarray, others: np.ndarray, held_lesions: np.ndarray) 
     bias = float(clf.intercept_[0] - (mean * weights).sum())
     keep_all_but = float(np.quantile(held_lesions @ weights + bias, 1.0 - KEEP_TARGET))
     reject_enough = float(np.quantile(out_of_fold[y == 0], REJECT_TARGET))
-    return weights, bias - min(keep_all_but, reject_enough)
+    threshold = min(keep_all_but, reject_enough)
+    return weights, bias - threshold, float(np.mean(out_of_fold[y == 0] < threshold))
 
 
 def main() -> None:
@@ -83,7 +84,7 @@ def main() -> None:
     if not cache.exists():
         checkpoints.atomic_savez(cache, **{name: features_and_logits(model, sets[name])[0] for name in names})
     feats = dict(np.load(cache))
-    weights, bias = fit_gate(
+    weights, bias, oof_rejected = fit_gate(
         np.concatenate([feats["ham_train"], feats["pad_train"]]),
         feats["not_a_lesion_fit"],
         np.concatenate([feats["ham_val_fit"], feats["pad_val"]]),
@@ -97,6 +98,7 @@ def main() -> None:
                 "keep_target": KEEP_TARGET,
                 "reject_target": REJECT_TARGET,
                 "kept_share": share,
+                "fit_negatives_rejected_out_of_fold": oof_rejected,
             }
         )
         + "\n"
