@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import datetime as dt
+import random
+import time
 from typing import Any, cast
 
 from google.api_core import exceptions as gexc
@@ -15,6 +17,9 @@ from shared.errors import Unavailable
 from shared.ports import DELETE, Snapshot, UpdateTime
 
 TIMEOUT = 10.0
+# The quota document is one per user, so a user's parallel uploads contend for it: each lost compare-and-swap
+# reads again after a random pause that doubles up to a cap (full jitter), so that all of them get through.
+QUOTA_TRIES, QUOTA_BACKOFF_SECONDS, QUOTA_BACKOFF_CAP_SECONDS = 40, 0.01, 0.25
 # A query stream asks its retry policy whether to resume after an error, so it needs one: this one never retries,
 # as retry=None does elsewhere (the caller answers 503 and its own caller retries).
 NO_RETRY = Retry(predicate=lambda exc: False)
@@ -147,7 +152,9 @@ class QuotaStore:
         window = now.replace(minute=0, second=0, microsecond=0)
         ref = self.client.collection(self.collection).document(uid)
         try:
-            for _ in range(10):
+            for attempt in range(QUOTA_TRIES):
+                if attempt:
+                    time.sleep(random.uniform(0, min(QUOTA_BACKOFF_CAP_SECONDS, QUOTA_BACKOFF_SECONDS * 2**attempt)))
                 snap = ref.get(timeout=TIMEOUT, retry=None)
                 data = (snap.to_dict() or {}) if snap.exists else {}
                 this_hour = data.get("window") == window
@@ -177,4 +184,6 @@ class QuotaStore:
                     continue  # another instance counted at the same moment: read again
         except TRANSIENT as exc:
             raise Unavailable("Firestore") from exc
-        raise Unavailable("Firestore")
+        contended = Unavailable("Firestore")
+        contended.log["cause"] = f"the quota document of {uid} stayed contended over {QUOTA_TRIES} tries"
+        raise contended

@@ -39,7 +39,8 @@ def _deliver(deps: Deps, analyze: Analyze, job_id: str, retry_count: int) -> Out
         )
     if decision.action == "busy":
         raise ServiceError(409, "busy", "Another delivery is analysing this job; retry later.")
-    claim = decision.change or jobs.Change({})  # set whenever action is "claim"
+    claim = decision.change
+    assert claim is not None  # jobs.claim sets it whenever the action is "claim"
     claimed_at = deps.jobs.update_if_unchanged(job_id, claim.job, snapshot.update_time, claim.worker)
     if claimed_at is None:
         raise ServiceError(409, "busy", "Another delivery claimed this job first; retry later.")

@@ -34,16 +34,23 @@ def end_if_abandoned(deps: Deps, job_id: str, snapshot: Snapshot) -> dict:
     """The job, written ``failed`` first if nobody will finish it (its last delivery crashed, or the queue gave up)."""
     stale = dt.timedelta(seconds=deps.config.STALE_AFTER_SECONDS)
     change = jobs.abandoned(snapshot.data, snapshot.worker, utcnow(), deps.config.MAX_ATTEMPTS, stale)
-    if change is not None and deps.jobs.update_if_unchanged(job_id, change.job, snapshot.update_time, change.worker):
+    if change is None:
+        return snapshot.data
+    if deps.jobs.update_if_unchanged(job_id, change.job, snapshot.update_time, change.worker):
         return {**snapshot.data, **change.job}
-    return snapshot.data
+    fresh = deps.jobs.get(job_id)  # a delivery wrote first (it finished or claimed the job): show what it wrote
+    return fresh.data if fresh is not None else snapshot.data
 
 
 def erase(deps: Deps, uid: str, job_id: str) -> Outcome:
-    """Right to erasure: the stored photo, then the job document and its worker state."""
+    """Right to erasure: the stored photo, then the job document and its worker state, then the photo again: a
+    retry after a failure (its ``Idempotency-Key`` restarting the job) may have stored it again in between, and
+    once the job is gone no restart can store it for good."""
     snapshot = _owned(deps, uid, job_id)
-    deps.photos.delete(snapshot.data["image"]["path"])
+    path = snapshot.data["image"]["path"]
+    deps.photos.delete(path)
     deps.jobs.delete(job_id)
+    deps.photos.delete(path)
     return Outcome(204, None, log={"jobId": job_id, "uid": uid, "status": "deleted"})
 
 

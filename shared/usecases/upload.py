@@ -60,8 +60,7 @@ def upload(deps: Deps, uid: str, data: bytes, content_type: str | None, idempote
     try:
         created = deps.jobs.create(job_id, jobs.new_job(uid, image, now, config.JOB_TTL_DAYS), worker)
     except Unavailable:
-        _forget(deps, None, path)
-        raise
+        created = _created_after_all(deps, job_id, idempotency_key, path)
     if not created:  # the same key raced us: one job
         raced = deps.jobs.get(job_id)
         if raced is None:  # and its job is gone again (erased): this upload may not resume it
@@ -110,6 +109,23 @@ def _restart(deps: Deps, job_id: str, failed: Snapshot, path: str, stored: bytes
         raise Unavailable("Firestore")  # another request restarted or erased it at this moment: retry
     deps.queue.enqueue(job_id, change.worker["taskNonce"])
     return _accepted(deps, failed.data["ownerUid"], job_id)
+
+
+def _created_after_all(deps: Deps, job_id: str, idempotency_key: str | None, path: str) -> bool:
+    """After the job's create raised, look whether it landed all the same (its answer lost). True: it did and,
+    without a key, it is this request's own job, which goes on as created; False: it did and, with a key, it may
+    be a twin's, which is replayed. If it did not land, the create's error is raised again: without a key the
+    photo is removed first (nobody can resume this upload); with one it stays for the retry, or for a twin that
+    found it stored and is creating the job."""
+    try:
+        landed = deps.jobs.get(job_id)
+    except Unavailable:
+        landed = None
+    if landed is None:
+        if idempotency_key is None:
+            _forget(deps, None, path)
+        raise Unavailable("Firestore")
+    return idempotency_key is None
 
 
 def _forget(deps: Deps, job_id: str | None, path: str) -> None:

@@ -118,3 +118,16 @@ def test_the_quota_counts_a_key_once_and_refuses_past_the_limit(real, api):
     assert 1 <= refused <= 3600
     assert quotas.take(uid, 2, now, "job-a") == 0, "a key counted this hour stays counted"
     assert quotas.take(uid, 2, now + dt.timedelta(hours=1), "job-b") == 0, "a new hour, a new count"
+
+
+def test_a_users_parallel_uploads_all_get_through_the_quota(real, api):
+    # one quota document per user: parallel uploads contend for it, and each must be counted, none refused as
+    # if Firestore were down
+    from concurrent.futures import ThreadPoolExecutor
+
+    quotas = QuotaStore(api.db, collection="contract-quotas") if real else FakeQuotas()
+    uid, now = secrets.token_hex(8), dt.datetime.now(dt.UTC)
+    with ThreadPoolExecutor(16) as pool:
+        answers = list(pool.map(lambda key: quotas.take(uid, 60, now, key), [f"job-{n}" for n in range(24)]))
+    assert answers == [0] * 24
+    assert quotas.take(uid, 24, now, "one-more") > 0, "all 24 were counted"

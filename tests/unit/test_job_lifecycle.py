@@ -156,6 +156,19 @@ def test_an_erase_while_a_restart_stores_the_photo_again_leaves_no_photo(deps):
     assert deps.jobs.get(job_id) is None and not deps.photos.objects, "nothing of the erased job stays"
 
 
+def test_a_restart_that_lands_between_the_erases_photo_and_job_deletes_leaves_no_photo(deps):
+    # the other order: the erase removes the photo, the restart stores it again and updates the job, then the
+    # erase removes the job; its second photo delete leaves nothing of the erased job
+    job_id = failed_job(deps, "key-1")
+    restarted = []
+    deps.jobs.before["delete"] = lambda: restarted.append(upload.upload(deps, UID, png(), "image/png", "key-1"))
+    assert status.erase(deps, UID, job_id).status == 204
+    assert [outcome.status for outcome in restarted] == [202]
+    assert deps.jobs.get(job_id) is None and not deps.photos.objects, "nothing of the erased job stays"
+    run_queue(deps)  # the restart's task finds no job
+    assert not deps.jobs.docs and not deps.photos.objects
+
+
 def test_an_undo_the_uploader_may_not_do_still_answers_503(deps, monkeypatch):
     # a bucket that refuses the removal (say, a deploy from before upload could delete) must not hide the 503
     def refused(path):

@@ -178,12 +178,53 @@ def test_retrying_a_503_with_the_same_key_spends_the_quota_once():
     assert refused.value.code == "rate_limited"
 
 
-@pytest.mark.parametrize("key", [None, "key-1"])
-def test_firestore_down_at_create_removes_the_photo(deps, key):
+def test_firestore_down_at_create_without_a_key_removes_the_photo(deps):
     deps.jobs.fail.add("create")
     with pytest.raises(Unavailable):
-        upload.upload(deps, UID, png(), "image/png", key)
+        upload.upload(deps, UID, png(), "image/png", None)
     assert nothing_stored(deps)
+
+
+def test_firestore_down_at_create_with_a_key_keeps_the_photo_for_the_retry(deps):
+    deps.jobs.fail.add("create")
+    with pytest.raises(Unavailable):
+        upload.upload(deps, UID, png(), "image/png", "key-1")
+    assert not deps.jobs.docs and len(deps.photos.objects) == 1 and not deps.queue.created
+    deps.jobs.fail.clear()
+    retry = upload.upload(deps, UID, png(), "image/png", "key-1")
+    assert retry.status == 202 and deps.queue.created == [retry.body["jobId"]] and len(deps.photos.objects) == 1
+
+
+@pytest.mark.parametrize("key", [None, "key-1"])
+def test_a_create_that_landed_although_it_failed_goes_on_with_its_job(deps, monkeypatch, key):
+    real_create = deps.jobs.create
+
+    def lands_but_its_answer_is_lost(*args):  # a deadline exceeded after the commit
+        real_create(*args)
+        raise Unavailable("Firestore")
+
+    monkeypatch.setattr(deps.jobs, "create", lands_but_its_answer_is_lost)
+    outcome = upload.upload(deps, UID, png(), "image/png", key)
+    (job_id,) = deps.jobs.docs
+    # without a key the job is this request's own (202); with one it may be a twin's, so it is replayed (200)
+    assert outcome.status == (202 if key is None else 200) and outcome.body["jobId"] == job_id
+    assert deps.queue.created == [job_id] and len(deps.photos.objects) == 1
+
+
+def test_a_failed_create_leaves_the_photo_of_a_twin_that_created_the_job(deps):
+    # two requests with one key: the twin finds the photo stored and creates the job while this request's create
+    # fails; the twin's job keeps its photo
+    twin = []
+
+    def twin_then_fail():
+        twin.append(upload.upload(deps, UID, png(), "image/png", "key-1"))
+        raise Unavailable("Firestore")
+
+    deps.jobs.before["create"] = twin_then_fail
+    outcome = upload.upload(deps, UID, png(), "image/png", "key-1")
+    (job_id,) = deps.jobs.docs
+    assert [t.status for t in twin] == [202] and outcome.status == 200 and outcome.body["jobId"] == job_id
+    assert len(deps.photos.objects) == 1
 
 
 def test_storage_down_stores_nothing(deps):
@@ -452,5 +493,6 @@ def test_a_stale_job_that_finishes_meanwhile_is_shown_as_finished(deps):
         deps.jobs.update_if_unchanged(job_id, change.job, snapshot.update_time, change.worker)
 
     deps.jobs.before["update"] = finishes
-    status.read(deps, UID, job_id)
+    shown = status.read(deps, UID, job_id)
     assert deps.jobs.data(job_id)["status"] == "done", "the stale check must not overwrite a finished job"
+    assert shown.body["status"] == "done", "the answer shows what the delivery wrote"
