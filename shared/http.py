@@ -21,7 +21,7 @@ MAX_FORM_PARTS = 16  # one photo and a few fields; parsing thousands of tiny par
 
 def too_large(limit: int) -> ServiceError:
     return ServiceError(
-        413, "payload_too_large", f"The upload is larger than {limit // (1024 * 1024)} MiB; send a smaller photo."
+        413, "payload_too_large", f"The upload is larger than {limit / 2**20:.3g} MiB; send a smaller photo."
     )
 
 

@@ -197,7 +197,7 @@ def _open(data: bytes, declared: str | None, min_side: int, max_pixels: int) -> 
         raise ServiceError(
             422,
             "image_too_large",
-            f"The photo is {width}x{height}, over {max_pixels // 1_000_000} megapixels; send a smaller photo.",
+            f"The photo is {width}x{height}, over {max_pixels / 1e6:.3g} megapixels; send a smaller photo.",
         )
     if max(width, height) > JPEG_MAX_SIDE:  # the stored photo is a JPEG
         raise ServiceError(

@@ -84,6 +84,7 @@ def test_a_real_photo_is_analysed_and_shown(client, api, photos):
     assert client.page.locator(".bars .bar").count() == 7
     assert ("agrees" if job["result"]["check"]["agrees"] else "disagrees") in client.get("check").inner_text()
     assert ("Inconclusive", "Conclusive")[job["result"]["conclusive"]] in client.get("conclusive").inner_text()
+    assert not re.search(r"\b(null|undefined|NaN)\b", client.get("result").inner_text()), "a missing value shown"
     BUILD.mkdir(exist_ok=True)
     client.page.screenshot(path=str(BUILD / "web-done.png"), full_page=True)
 
@@ -226,6 +227,7 @@ def test_the_assessment_and_reference_are_shown_first_when_the_server_sends_them
     assert "probability that it is malignant 71%" in text["all"] and "Inconclusive" in text["all"]
     assert text["reference"].startswith("Basal cell carcinoma (bcc) 55%")
     assert "sends no combined assessment" not in text["all"]
+    assert not re.search("null|undefined|NaN", text["all"]), "a missing value shown"
 
 
 def test_signing_out_forgets_the_job_for_the_next_user_of_the_tab(client, api, photos):

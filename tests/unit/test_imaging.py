@@ -382,3 +382,12 @@ def test_reduced_decode_with_exif_rotation_and_other_formats():
 def test_minimum_size_is_judged_on_the_photo_not_the_reduced_decode():
     assert decode(jpeg_bytes(Image.new("RGB", (1024, 64), "white")), reduce_to=32).height == 64
     assert code_of(jpeg_bytes(Image.new("RGB", (1024, 63), "white")), reduce_to=8) == (422, "image_too_small")
+
+
+@pytest.mark.parametrize(
+    "side,max_pixels,shown", [(20000, 40_000_000, "over 40 megapixels"), (1000, 500_000, "over 0.5")]
+)
+def test_the_pixel_limit_is_named_exactly_in_the_message(side, max_pixels, shown):
+    with pytest.raises(ServiceError) as refused:
+        probe(png_header_only(side, side), "image/png", max_pixels=max_pixels)
+    assert shown in refused.value.message

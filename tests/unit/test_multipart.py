@@ -72,3 +72,11 @@ def test_a_body_that_does_not_parse_is_a_clear_400(disposition, end):
     with pytest.raises(ServiceError) as caught:
         read_image(body_of(disposition, end=end), LIMIT)
     assert (caught.value.status, caught.value.code) == (400, "invalid_request")
+
+
+@pytest.mark.parametrize("limit,shown", [(LIMIT, "larger than 10 MiB"), (500_000, "larger than 0.477 MiB")])
+def test_the_size_limit_is_named_exactly_in_the_message(limit, shown):
+    raw = Request(EnvironBuilder(method="POST", data=b"\xff" * (limit + 1), content_type="image/jpeg").get_environ())
+    with pytest.raises(ServiceError) as refused:
+        read_image(raw, limit)
+    assert refused.value.status == 413 and shown in refused.value.message

@@ -57,7 +57,7 @@ function assessmentBlock(result) {
       ? pill("Conclusive", "neutral") : pill("Inconclusive", "malignant"), " ",
     result.conclusive ? "the models are confident and agree on benign vs malignant."
       : "the models are unsure or disagree: this result says little. Ask a dermatologist."),
-  ];
+  ].filter((node) => node !== null); // spread into replaceChildren, a null would show as the text "null"
 }
 
 function modelsBlock(result) {
