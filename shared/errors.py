@@ -11,6 +11,12 @@ def described(exc: BaseException) -> dict[str, str]:
     return {"cause": f"{type(exc).__name__}: {exc}", "stack_trace": "".join(traceback.format_exception(exc))}
 
 
+def exactly(value: int, unit: int, unit_name: str, base_name: str) -> str:
+    """A limit for a message, never rounded: in ``unit_name`` when it is a whole number of them ("10 MiB"), else
+    in ``base_name`` ("500,000 bytes")."""
+    return f"{value // unit:,} {unit_name}" if value % unit == 0 else f"{value:,} {base_name}"
+
+
 class ServiceError(Exception):
     """An expected failure with a stable snake_case code and a sentence a person can act on."""
 

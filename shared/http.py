@@ -11,7 +11,7 @@ from werkzeug.http import parse_options_header
 from werkzeug.sansio.multipart import Data, Epilogue, Field, File, MultipartDecoder, NeedData
 from werkzeug.wrappers import Request
 
-from shared.errors import ServiceError, described, invalid_request
+from shared.errors import ServiceError, described, exactly, invalid_request
 from shared.usecases import Outcome
 
 ALLOWED_HEADERS = "Authorization, Content-Type, Idempotency-Key, X-Firebase-AppCheck"
@@ -21,7 +21,9 @@ MAX_FORM_PARTS = 16  # one photo and a few fields; parsing thousands of tiny par
 
 def too_large(limit: int) -> ServiceError:
     return ServiceError(
-        413, "payload_too_large", f"The upload is larger than {limit / 2**20:.3g} MiB; send a smaller photo."
+        413,
+        "payload_too_large",
+        f"The upload is larger than {exactly(limit, 2**20, 'MiB', 'bytes')}; send a smaller photo.",
     )
 
 

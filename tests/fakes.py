@@ -11,7 +11,6 @@ from __future__ import annotations
 import copy
 import datetime as dt
 import itertools
-import threading
 from collections.abc import Callable
 from typing import Any
 
@@ -126,14 +125,9 @@ class FakeQuotas(_Service):
         super().__init__()
         self.counts: dict[tuple[str, dt.datetime], int] = {}
         self.keys: dict[tuple[str, dt.datetime], set[str]] = {}
-        self._lock = threading.Lock()  # one count at a time, as the document's compare-and-swap makes it
 
     def take(self, uid: str, limit: int, now: dt.datetime, key: str | None = None) -> int:
         self._enter("take")
-        with self._lock:
-            return self._take(uid, limit, now, key)
-
-    def _take(self, uid: str, limit: int, now: dt.datetime, key: str | None) -> int:
         window = now.replace(minute=0, second=0, microsecond=0)
         if key is not None and key in self.keys.get((uid, window), set()):
             return 0

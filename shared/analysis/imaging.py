@@ -17,7 +17,7 @@ from dataclasses import dataclass
 import pillow_heif
 from PIL import Image, ImageCms, ImageOps
 
-from shared.errors import ServiceError
+from shared.errors import ServiceError, exactly
 
 # HEIC/HEIF, what iPhones send: the primary image is the photo; depth maps, auxiliary images and thumbnails
 # are not even read
@@ -197,7 +197,7 @@ def _open(data: bytes, declared: str | None, min_side: int, max_pixels: int) -> 
         raise ServiceError(
             422,
             "image_too_large",
-            f"The photo is {width}x{height}, over {max_pixels / 1e6:.3g} megapixels; send a smaller photo.",
+            f"The photo is {width}x{height}, over {exactly(max_pixels, 10**6, 'megapixels', 'pixels')}; send a smaller photo.",
         )
     if max(width, height) > JPEG_MAX_SIDE:  # the stored photo is a JPEG
         raise ServiceError(

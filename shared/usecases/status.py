@@ -12,7 +12,7 @@ from shared.usecases import Outcome, not_found, utcnow
 
 def read(deps: Deps, uid: str, job_id: str) -> Outcome:
     snapshot = _owned(deps, uid, job_id)
-    job = end_if_abandoned(deps, job_id, snapshot)
+    job, _ = end_if_abandoned(deps, job_id, snapshot)
     return Outcome(200, jobs.public_view(job_id, job), log={"jobId": job_id, "uid": uid, "status": job["status"]})
 
 
@@ -25,21 +25,22 @@ def sweep(deps: Deps) -> Outcome:
         if snapshot is None:  # erased meanwhile
             continue
         checked += 1
-        if end_if_abandoned(deps, job_id, snapshot)["status"] == jobs.FAILED:
+        if end_if_abandoned(deps, job_id, snapshot)[1]:
             ended.append(job_id)
     return Outcome(200, {"checked": checked, "failed": len(ended)}, log={"checked": checked, "failed": ended})
 
 
-def end_if_abandoned(deps: Deps, job_id: str, snapshot: Snapshot) -> dict:
-    """The job, written ``failed`` first if nobody will finish it (its last delivery crashed, or the queue gave up)."""
+def end_if_abandoned(deps: Deps, job_id: str, snapshot: Snapshot) -> tuple[dict, bool]:
+    """The job, written ``failed`` first if nobody will finish it (its last delivery crashed, or the queue gave up),
+    and whether this call wrote it so."""
     stale = dt.timedelta(seconds=deps.config.STALE_AFTER_SECONDS)
     change = jobs.abandoned(snapshot.data, snapshot.worker, utcnow(), deps.config.MAX_ATTEMPTS, stale)
     if change is None:
-        return snapshot.data
+        return snapshot.data, False
     if deps.jobs.update_if_unchanged(job_id, change.job, snapshot.update_time, change.worker):
-        return {**snapshot.data, **change.job}
+        return {**snapshot.data, **change.job}, True
     fresh = deps.jobs.get(job_id)  # a delivery wrote first (it finished or claimed the job): show what it wrote
-    return fresh.data if fresh is not None else snapshot.data
+    return (fresh.data if fresh is not None else snapshot.data), False
 
 
 def erase(deps: Deps, uid: str, job_id: str) -> Outcome:

@@ -14,7 +14,7 @@ from collections.abc import Callable
 from shared.analysis import imaging
 from shared.domain import jobs
 from shared.errors import ServiceError, Unavailable
-from shared.ports import Deps, Snapshot
+from shared.ports import Deps, PhotoNotFound, Snapshot
 from shared.usecases import Outcome, utcnow
 
 
@@ -44,23 +44,17 @@ def upload(deps: Deps, uid: str, data: bytes, content_type: str | None, idempote
     )
     stored = imaging.encode_jpeg(photo.image)  # no metadata at all, sRGB pixels
     path = f"uploads/{uid}/{job_id}.jpg"
-    image = {
-        "path": path,
-        "contentType": "image/jpeg",
-        "sizeBytes": len(stored),
-        "width": photo.width,
-        "height": photo.height,
-        "sha256": hashlib.sha256(stored).hexdigest(),
-    }
+    image = _described(path, stored, photo.width, photo.height)
     del photo  # the decoded pixels: not held while the photo travels
     if existing is not None:
         return _restart(deps, job_id, existing, path, stored, image)
-    deps.photos.put(path, stored, "image/jpeg")
+    if not deps.photos.put(path, stored, "image/jpeg"):
+        image = _stored_before(deps, path)  # an earlier try or a twin with this key stored it: the job is its
     worker = jobs.new_worker(now, config.JOB_TTL_DAYS)
     try:
         created = deps.jobs.create(job_id, jobs.new_job(uid, image, now, config.JOB_TTL_DAYS), worker)
     except Unavailable:
-        created = _created_after_all(deps, job_id, idempotency_key, path)
+        created = _created_after_all(deps, job_id, worker, idempotency_key, path)
     if not created:  # the same key raced us: one job
         raced = deps.jobs.get(job_id)
         if raced is None:  # and its job is gone again (erased): this upload may not resume it
@@ -111,21 +105,44 @@ def _restart(deps: Deps, job_id: str, failed: Snapshot, path: str, stored: bytes
     return _accepted(deps, failed.data["ownerUid"], job_id)
 
 
-def _created_after_all(deps: Deps, job_id: str, idempotency_key: str | None, path: str) -> bool:
-    """After the job's create raised, look whether it landed all the same (its answer lost). True: it did and,
-    without a key, it is this request's own job, which goes on as created; False: it did and, with a key, it may
-    be a twin's, which is replayed. If it did not land, the create's error is raised again: without a key the
-    photo is removed first (nobody can resume this upload); with one it stays for the retry, or for a twin that
-    found it stored and is creating the job."""
+def _described(path: str, stored: bytes, width: int, height: int) -> dict:
+    """The job's ``image`` fields for the stored JPEG ``stored``."""
+    return {
+        "path": path,
+        "contentType": "image/jpeg",
+        "sizeBytes": len(stored),
+        "width": width,
+        "height": height,
+        "sha256": hashlib.sha256(stored).hexdigest(),
+    }
+
+
+def _stored_before(deps: Deps, path: str) -> dict:
+    """The ``image`` fields of the photo already stored at ``path`` (never replaced), which the job will analyse
+    whatever bytes this request sent."""
+    try:
+        stored = deps.photos.get(path)
+    except PhotoNotFound:  # erased in between: the retry stores it afresh
+        raise Unavailable("Cloud Storage") from None
+    header = imaging.probe(stored, "image/jpeg", min_side=1, max_pixels=2**62)  # it passed the limits once
+    return _described(path, stored, header.width, header.height)
+
+
+def _created_after_all(deps: Deps, job_id: str, worker: dict, idempotency_key: str | None, path: str) -> bool:
+    """After the job's create raised, look whether it landed all the same (its answer lost): True if the job is
+    this request's own (its task nonce is ``worker``'s), which goes on as created; False if a twin with the same
+    key created it, which is replayed. If it is not there, the create's error is raised again: without a key the
+    photo and the job are removed first (the job id is this request's alone, and nobody can resume the upload);
+    with one the photo stays for the retry, or for a twin that found it stored and is creating the job."""
     try:
         landed = deps.jobs.get(job_id)
     except Unavailable:
-        landed = None
+        landed = None  # unknown: treated as not there
     if landed is None:
         if idempotency_key is None:
-            _forget(deps, None, path)
+            _forget(deps, job_id, path)
         raise Unavailable("Firestore")
-    return idempotency_key is None
+    return landed.worker.get("taskNonce") == worker["taskNonce"]
 
 
 def _forget(deps: Deps, job_id: str | None, path: str) -> None:

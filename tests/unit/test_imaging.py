@@ -385,7 +385,7 @@ def test_minimum_size_is_judged_on_the_photo_not_the_reduced_decode():
 
 
 @pytest.mark.parametrize(
-    "side,max_pixels,shown", [(20000, 40_000_000, "over 40 megapixels"), (1000, 500_000, "over 0.5")]
+    "side,max_pixels,shown", [(20000, 40_000_000, "over 40 megapixels"), (1000, 500_000, "over 500,000 pixels")]
 )
 def test_the_pixel_limit_is_named_exactly_in_the_message(side, max_pixels, shown):
     with pytest.raises(ServiceError) as refused:

@@ -230,6 +230,21 @@ def test_the_sweep_does_not_overwrite_a_job_that_finishes_meanwhile(deps):
     assert deps.jobs.data(job_id)["status"] == "done"
 
 
+def test_the_sweep_counts_only_the_jobs_it_ended(deps):
+    # a delivery's last attempt writes failed while the sweep looks at the job: the sweep did not end it
+    job_id = upload.upload(deps, UID, png(), "image/png", None).body["jobId"]
+    hold(deps, job_id, {"updatedAt": infer.utcnow() - dt.timedelta(days=1)}, {})
+
+    def the_last_attempt_fails_it():
+        snapshot = deps.jobs.get(job_id)
+        change = jobs.finish("failed", infer.utcnow(), error={"code": "analysis_failed", "message": "m"})
+        deps.jobs.update_if_unchanged(job_id, change.job, snapshot.update_time, change.worker)
+
+    deps.jobs.before["update"] = the_last_attempt_fails_it
+    assert status.sweep(deps).body == {"checked": 1, "failed": 0}
+    assert deps.jobs.data(job_id)["status"] == "failed"
+
+
 # -- ids match in full -------------------------------------------------------------------------------------------
 
 

@@ -4,6 +4,7 @@ milliseconds and with no emulator. (tests/e2e runs the same flows on the real em
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
 import io
 from dataclasses import dataclass
 from typing import Any
@@ -206,9 +207,38 @@ def test_a_create_that_landed_although_it_failed_goes_on_with_its_job(deps, monk
     monkeypatch.setattr(deps.jobs, "create", lands_but_its_answer_is_lost)
     outcome = upload.upload(deps, UID, png(), "image/png", key)
     (job_id,) = deps.jobs.docs
-    # without a key the job is this request's own (202); with one it may be a twin's, so it is replayed (200)
-    assert outcome.status == (202 if key is None else 200) and outcome.body["jobId"] == job_id
+    # the job's task nonce is this request's: its own job, created (202), with a key or without
+    assert outcome.status == 202 and outcome.body["jobId"] == job_id
     assert deps.queue.created == [job_id] and len(deps.photos.objects) == 1
+
+
+def test_a_create_whose_outcome_cannot_be_read_leaves_nothing_without_a_key(deps, monkeypatch):
+    real_create = deps.jobs.create
+
+    def lands_but_its_answer_is_lost(*args):
+        real_create(*args)
+        deps.jobs.fail.add("get")  # and Firestore fails the read that would tell
+        raise Unavailable("Firestore")
+
+    monkeypatch.setattr(deps.jobs, "create", lands_but_its_answer_is_lost)
+    with pytest.raises(Unavailable):
+        upload.upload(deps, UID, png(), "image/png", None)
+    assert nothing_stored(deps), "the job id was this request's alone: its job and photo are removed"
+
+
+def test_a_retry_with_other_bytes_gets_a_job_that_describes_the_stored_photo(deps):
+    # the first try stored its photo, then Firestore failed; the retry sends other bytes under the same key: the
+    # stored photo is never replaced, so the job must describe it, not the bytes the retry sent
+    deps.jobs.fail.add("create")
+    with pytest.raises(Unavailable):
+        upload.upload(deps, UID, png(300, 200), "image/png", "key-1")
+    ((path, first),) = deps.photos.objects.items()
+    deps.jobs.fail.clear()
+    retry = upload.upload(deps, UID, png(400, 300), "image/png", "key-1")
+    image = deps.jobs.data(retry.body["jobId"])["image"]
+    assert deps.photos.objects == {path: first}
+    assert (image["sha256"], image["sizeBytes"]) == (hashlib.sha256(first[0]).hexdigest(), len(first[0]))
+    assert (image["width"], image["height"]) == (300, 200)
 
 
 def test_a_failed_create_leaves_the_photo_of_a_twin_that_created_the_job(deps):
