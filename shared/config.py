@@ -119,7 +119,7 @@ class Config:
     APP_CHECK_REQUIRED: bool = setting(
         "false",
         "`true`: upload and status also require a valid Firebase App Check token in `X-Firebase-AppCheck` (401 "
-        "without). Off locally: there is no App Check emulator.",
+        "`app_not_verified` without). Off locally: there is no App Check emulator.",
     )
     ALLOWED_ORIGINS: tuple[str, ...] = setting(
         "", "Comma-separated browser origins allowed by CORS; empty allows none."

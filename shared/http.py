@@ -27,13 +27,15 @@ def too_large(limit: int) -> ServiceError:
     )
 
 
-def read_body(request: Request, limit: int) -> bytes:
-    """The raw body, refusing more than ``limit`` bytes whether or not Content-Length was sent."""
+def read_body(request: Request, limit: int, photo_limit: int | None = None) -> bytes:
+    """The raw body, refusing more than ``limit`` bytes whether or not Content-Length was sent; the refusal names
+    ``photo_limit`` (the photo's own limit, where ``limit`` adds a multipart body's overhead to it)."""
+    named = limit if photo_limit is None else photo_limit
     if request.content_length is not None and request.content_length > limit:
-        raise too_large(limit)
+        raise too_large(named)
     data = request.stream.read(limit + 1)
     if len(data) > limit:
-        raise too_large(limit)
+        raise too_large(named)
     return data
 
 
@@ -41,7 +43,7 @@ def read_image(request: Request, limit: int) -> tuple[bytes, str | None]:
     """The photo of an upload: the multipart field ``image`` or the raw body; its bytes and declared type."""
     content_type = request.headers.get("Content-Type", "")
     if content_type.lower().startswith("multipart/form-data"):
-        body = read_body(request, limit + MULTIPART_OVERHEAD)
+        body = read_body(request, limit + MULTIPART_OVERHEAD, photo_limit=limit)
         parts = [(part_type, data) for name, part_type, data in form_parts(body, content_type) if name == "image"]
         if not parts:
             raise ServiceError(400, "missing_image", "No file in the multipart field 'image'; attach the photo there.")

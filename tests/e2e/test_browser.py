@@ -17,7 +17,8 @@ import requests
 from PIL import Image, ImageFilter
 
 from devstack import auth_emulator, browser
-from tests.conftest import REPO
+from devstack.sample import synthetic_lesion
+from tests.conftest import REPO, SHARED_DATA
 
 pytestmark = pytest.mark.skipif(browser.missing() is not None, reason=browser.missing() or "")
 
@@ -51,12 +52,19 @@ def new_email(who: str) -> str:
 
 
 @pytest.fixture(scope="module")
-def photos(phone_photos, tmp_path_factory) -> dict:
-    """Real HAM10000 photos (600x450) and a blurred copy of one, as files a user would pick."""
+def photos(tmp_path_factory) -> dict:
+    """Six lesion photos (600x450) and a blurred copy of one, as files a user would pick: real HAM10000 photos
+    where ../shared/data is present, else synthetic lesions (the gate keeps them), so that a clone without the
+    data sets still tests the web client."""
     folder = tmp_path_factory.mktemp("photos")
+    sharp = sorted((SHARED_DATA / "ham10000-600x450" / "images").glob("*.jpg"))[:6]
+    if not sharp:
+        for seed in range(6):
+            synthetic_lesion(seed=seed).save(folder / f"lesion-{seed}.jpg", quality=90)
+        sharp = sorted(folder.glob("lesion-*.jpg"))
     blurred = folder / "blurred.jpg"
-    Image.open(phone_photos[0]).convert("RGB").filter(ImageFilter.GaussianBlur(8)).save(blurred, quality=90)
-    return {"sharp": phone_photos[:6], "blurred": blurred}
+    Image.open(sharp[0]).convert("RGB").filter(ImageFilter.GaussianBlur(8)).save(blurred, quality=90)
+    return {"sharp": sharp, "blurred": blurred}
 
 
 def test_a_real_photo_is_analysed_and_shown(client, api, photos):

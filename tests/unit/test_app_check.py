@@ -78,7 +78,7 @@ def test_a_valid_app_check_token_passes(verifier):
 def test_a_missing_or_bad_app_check_token_is_401(verifier, token):
     with pytest.raises(ServiceError) as caught:
         verifier.uid("Bearer x", token)
-    assert caught.value.status == 401 and caught.value.code == "unauthenticated"
+    assert caught.value.status == 401 and caught.value.code == "app_not_verified"  # not the user's sign-in
     assert "App Check" in caught.value.message
 
 

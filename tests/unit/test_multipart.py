@@ -80,3 +80,10 @@ def test_the_size_limit_is_named_exactly_in_the_message(limit, shown):
     with pytest.raises(ServiceError) as refused:
         read_image(raw, limit)
     assert refused.value.status == 413 and shown in refused.value.message
+
+
+def test_a_multipart_body_over_the_limit_names_the_photos_limit():
+    request = many_parts(1, photo=b"\xff" * (LIMIT + 200_000))  # past the photo limit and the multipart overhead
+    with pytest.raises(ServiceError) as refused:
+        read_image(request, LIMIT)
+    assert refused.value.status == 413 and "larger than 10 MiB" in refused.value.message

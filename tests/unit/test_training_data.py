@@ -71,3 +71,24 @@ def test_derm7pt_and_held_out_sets_never_reach_training():
     for name in ("derm7pt", "pad_test", "pad_val", "ham_val_fit", "ham_val_report", "not_a_lesion_test"):
         assert not trained & {s.path for s in sets[name]}, name
     assert not {s.lesion_id for s in sets["ham_val_fit"]} & {s.lesion_id for s in sets["ham_val_report"]}
+
+
+def test_missing_data_names_each_absent_set_and_where_it_comes_from(tmp_path):
+    from models.data import DATA_SOURCES, missing_data
+
+    assert len(missing_data(tmp_path)) == len(DATA_SOURCES) and "HAM10000" in missing_data(tmp_path)[0]
+    for folder in DATA_SOURCES:
+        (tmp_path / folder).mkdir(parents=True)
+        (tmp_path / folder / "metadata.csv").write_text("image_id\n")
+    assert missing_data(tmp_path) == []
+
+
+def test_the_data_check_exits_2_with_a_message_not_a_traceback(tmp_path):
+    import subprocess
+    import sys
+
+    done = subprocess.run(
+        [sys.executable, "-m", "models.data", str(tmp_path)], capture_output=True, text=True, cwd=REPO, timeout=60
+    )
+    assert done.returncode == 2 and "Traceback" not in done.stderr
+    assert done.stderr.count("\n  - ") == 4 and "PAD-UFES-20" in done.stderr

@@ -73,6 +73,10 @@ function closeJob() {
   $("retry").hidden = true;
 }
 
+function forgetJobLink() { // the address no longer names a job that is gone
+  history.replaceState(null, "", location.pathname + location.search);
+}
+
 function showInfo(message) {
   $("info").textContent = message || "";
   $("info").hidden = !message;
@@ -216,6 +220,7 @@ function watch(jobId, fromUpload, initialStatus = "queued") {
   job.unsubscribe = onSnapshot(doc(db, "jobs", jobId), (snapshot) => {
     if (!snapshot.exists()) {
       closeJob();
+      forgetJobLink();
       showError("This job no longer exists: it was deleted, or it expired.");
       return;
     }
@@ -274,7 +279,7 @@ $("delete").addEventListener("click", async () => {
   }
   closeJob(); // hides the status too: `deleted` is no job status (API.md)
   setStatus("");
-  history.replaceState(null, "", location.pathname + location.search);
+  forgetJobLink();
   showError("");
   showPreview(null);
   if (photo.jobId === jobId) photo.jobId = null;
