@@ -16,7 +16,6 @@ Photos are decoded as infer decodes them.
 
 from __future__ import annotations
 
-import io
 import json
 
 import numpy as np
@@ -31,7 +30,7 @@ from models.data import named_sets
 from models.gate import HAM_TRAIN_STRIDE, fit_gate
 from models.scores import MODELS_DIR
 from shared.analysis.classifiers import decode_side, load_manifest, session_options
-from shared.analysis.imaging import decode
+from shared.analysis.imaging import decode, encode_jpeg
 from shared.analysis.preprocess import resize_center_crop, shades_of_grey, to_tensor
 from shared.analysis.threads import usable_cpus
 
@@ -89,12 +88,6 @@ def augmented(crops: np.ndarray, seed: int) -> np.ndarray:
     return out
 
 
-def jpeg(image: Image.Image) -> bytes:
-    buffer = io.BytesIO()
-    image.convert("RGB").save(buffer, "JPEG", quality=90)
-    return buffer.getvalue()
-
-
 def hands_study(features: dict, gates: dict, samples: dict) -> dict:
     hands = {name: np.array([s.image_id.startswith("HAND_") for s in samples[name]]) for name in samples}
     weights, bias, _ = fit_gate(
@@ -125,10 +118,10 @@ def augmented_lesions_study(reference: ReferenceFeatures, crops: dict, features:
     weights, bias, oof_rejected = fit_gate(np.concatenate([plain, *views]), features["not_a_lesion_fit"], held)
     held_crops = np.concatenate([crops["ham_val_fit"], crops["pad_val"]])
     proxy = [reference(augmented(held_crops, PROXY_SEED + view)) for view in range(PROXY_VIEWS)]
-    samples = [jpeg(synthetic_lesion(seed=seed)) for seed in range(SYNTHETIC_SAMPLES)]
+    samples = [encode_jpeg(synthetic_lesion(seed=seed), quality=90) for seed in range(SYNTHETIC_SAMPLES)]
     sample_features, sample_gates = reference(reference.crops(samples))
     photo_features, photo_gates = reference(
-        reference.crops([jpeg(Image.fromarray(p)) for p in load_sample_images().images])
+        reference.crops([encode_jpeg(Image.fromarray(p), quality=90) for p in load_sample_images().images])
     )
     served_held = np.concatenate([gates["ham_val_fit"], gates["pad_val"]])
     return {

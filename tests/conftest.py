@@ -56,11 +56,15 @@ def blurred_jpeg() -> bytes:
     return jpeg_bytes(synthetic_lesion(seed=1, blur=6))
 
 
+def real_phone_photos() -> list[Path]:
+    """Phone-sized (600x450) real dermoscopic photos; none where ../shared/data is absent."""
+    return sorted((SHARED_DATA / "ham10000-600x450" / "images").glob("*.jpg"))
+
+
 @pytest.fixture(scope="session")
 def phone_photos() -> list[Path]:
     """Phone-sized (600x450) real dermoscopic photos, when ../shared/data is present."""
-    folder = SHARED_DATA / "ham10000-600x450" / "images"
-    photos = sorted(folder.glob("*.jpg"))
+    photos = real_phone_photos()
     if not photos:
         pytest.skip(NO_DATA)
     return photos

@@ -18,7 +18,7 @@ from PIL import Image, ImageFilter
 
 from devstack import auth_emulator, browser
 from devstack.sample import synthetic_lesion
-from tests.conftest import REPO, SHARED_DATA
+from tests.conftest import REPO, real_phone_photos
 
 pytestmark = pytest.mark.skipif(browser.missing() is not None, reason=browser.missing() or "")
 
@@ -57,7 +57,7 @@ def photos(tmp_path_factory) -> dict:
     where ../shared/data is present, else synthetic lesions (the gate keeps them), so that a clone without the
     data sets still tests the web client."""
     folder = tmp_path_factory.mktemp("photos")
-    sharp = sorted((SHARED_DATA / "ham10000-600x450" / "images").glob("*.jpg"))[:6]
+    sharp = real_phone_photos()[:6]
     if not sharp:
         for seed in range(6):
             synthetic_lesion(seed=seed).save(folder / f"lesion-{seed}.jpg", quality=90)

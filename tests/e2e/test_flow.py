@@ -15,21 +15,16 @@ import pytest
 from shared import config
 from shared.domain import jobs
 from shared.labels import MALIGNANT, group_of
-from tests.conftest import REPO, contract_result_fields
+from tests.conftest import REPO, contract_result_fields, real_phone_photos
 
 RFC3339 = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d+)?Z$")
 DIAGNOSES = {"akiec", "bcc", "bkl", "df", "mel", "nv", "vasc"}
 
 
 @pytest.fixture(scope="module")
-def photo(phone_photos_or_none, sharp_jpeg) -> bytes:
-    return phone_photos_or_none[0].read_bytes() if phone_photos_or_none else sharp_jpeg
-
-
-@pytest.fixture(scope="module")
-def phone_photos_or_none():
-    folder = REPO.parent / "shared/data/ham10000-600x450/images"
-    return sorted(folder.glob("*.jpg")) or None
+def photo(sharp_jpeg) -> bytes:
+    real = real_phone_photos()
+    return real[0].read_bytes() if real else sharp_jpeg
 
 
 def assert_prediction(prediction: dict, labels: set[str]) -> None:

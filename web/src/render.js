@@ -52,12 +52,12 @@ function assessmentBlock(result) {
     el("p", { class: "headline", testid: "assessment-label" }, diagnosisName(label)),
     el("p", { class: "sub" }, `confidence ${percent(confidence)} · probability that it is malignant `,
       pill(percent(malignant), malignant >= 0.5 ? "malignant" : "benign")),
-    combined ? null : el("p", { class: "hint" }, "This server sends no combined assessment: shown is the diagnosis model's answer."),
+    ...(combined ? [] : [el("p", { class: "hint" }, "This server sends no combined assessment: shown is the diagnosis model's answer.")]),
     el("p", { testid: "conclusive" }, result.conclusive
       ? pill("Conclusive", "neutral") : pill("Inconclusive", "malignant"), " ",
     result.conclusive ? "the models are confident and agree on benign vs malignant."
       : "the models are unsure or disagree: this result says little. Ask a dermatologist."),
-  ].filter((node) => node !== null); // spread into replaceChildren, a null would show as the text "null"
+  ];
 }
 
 function modelsBlock(result) {
